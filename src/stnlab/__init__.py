@@ -11,9 +11,9 @@ coordinates to *input* (source) coordinates, as in the paper's equation
 
 __version__ = "0.1.0"
 
-from stnlab import sampling, transforms  # noqa: E402
-from stnlab.sampling import sample, sample_reference  # noqa: E402
-from stnlab.transformer import SpatialTransformer  # noqa: E402
+from stnlab import sampling, transforms
+from stnlab.sampling import sample, sample_reference
+from stnlab.transformer import SpatialTransformer
 
 __all__ = [
     "SpatialTransformer",
