@@ -34,7 +34,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: venv
-	$(BIN)/stnlab demo --out $(DEMO_OUT)
+	$(BIN)/stnlab experiment --preset demo --out $(DEMO_OUT)
 
 bench: venv
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
