@@ -1,0 +1,133 @@
+"""``stnlab data``: make, inspect and picture Cluttered MNIST ``.npz`` files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stnlab.cli import CommandError
+
+HELP = "make, inspect and show Cluttered MNIST data sets"
+_VARIANT_NAMES = "40x40, 60x60, rotated, rts, projective, elastic"  # checked in run()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Attach the ``make``, ``info`` and ``show`` subcommands."""
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    make = sub.add_parser("make", help="generate a data set and save it as .npz")
+    make.add_argument("--variant", default="40x40", help=f"one of {_VARIANT_NAMES}")
+    make.add_argument("--source", default="embedded", choices=("embedded", "mnist"))
+    make.add_argument("--out", required=True, type=Path, help="output .npz path")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument(
+        "--sizes",
+        type=int,
+        nargs=3,
+        default=(10_000, 1_000, 1_000),
+        metavar=("TRAIN", "VALID", "TEST"),
+    )
+    make.add_argument("--source-dir", type=Path, help="directory holding the MNIST IDX files")
+    make.add_argument("--cache-dir", type=Path, help="where downloaded MNIST files are kept")
+    make.add_argument("--placement", choices=("published", "uniform", "center"))
+    make.add_argument("--patches", type=int, help="number of clutter patches")
+    make.add_argument("--patch-size", type=int, help="side of a clutter patch in pixels")
+    make.set_defaults(_action=_make)
+
+    info = sub.add_parser("info", help="print splits, shapes and class counts of a .npz")
+    info.add_argument("path", type=Path)
+    info.set_defaults(_action=_info)
+
+    show = sub.add_parser("show", help="save a labelled grid of samples as an image")
+    show.add_argument("path", type=Path)
+    show.add_argument("--out", required=True, type=Path, help="output image (.png)")
+    show.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    show.add_argument("--rows", type=int, default=4)
+    show.add_argument("--cols", type=int, default=8)
+    show.add_argument("--seed", type=int, default=0, help="which samples to pick")
+    show.set_defaults(_action=_show)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen action, turning data errors into one-line CLI errors."""
+    from stnlab.data import DataError
+
+    try:
+        return args._action(args)
+    except DataError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _make(args: argparse.Namespace) -> int:
+    """``stnlab data make``."""
+    from stnlab.data import VARIANTS, make_dataset, save
+
+    if args.variant not in VARIANTS:
+        raise CommandError(f"unknown variant {args.variant!r}; choose from {', '.join(VARIANTS)}")
+    names = {"placement": args.placement, "patches": args.patches, "patch_size": args.patch_size}
+    overrides = {key: value for key, value in names.items() if value is not None}
+    ds = make_dataset(
+        args.variant,
+        source=args.source,
+        seed=args.seed,
+        sizes=tuple(args.sizes),
+        source_dir=args.source_dir,
+        cache_dir=args.cache_dir,
+        **overrides,
+    )
+    save(ds, args.out)
+    h, w = ds.image_size
+    counts = "/".join(str(len(ds.split(s)[1])) for s in ("train", "valid", "test"))
+    what = f"variant {args.variant}, {h}x{w} images, train/valid/test {counts}"
+    print(f"wrote {args.out}: {what}, seed {args.seed}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    """``stnlab data info``."""
+    import torch
+
+    from stnlab.data import SPLITS, load
+
+    ds = load(args.path)
+    h, w = ds.image_size
+    print(f"{args.path}: images {h}x{w}")
+    for name in SPLITS:
+        x, y = ds.split(name)
+        counts = torch.bincount(y, minlength=10).tolist()
+        mean = x.mean().item() if len(x) else float("nan")
+        print(f"  {name:<5} n={len(x):<6} x {tuple(x.shape)} mean {mean:.3f}  classes {counts}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    """``stnlab data show``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from stnlab.data import load
+
+    if args.rows < 1 or args.cols < 1:
+        raise CommandError("--rows and --cols must be at least 1")
+    x, y = load(args.path).split(args.split)
+    if len(x) == 0:
+        raise CommandError(f"{args.path}: split {args.split!r} is empty")
+    count = min(args.rows * args.cols, len(x))
+    pick = np.random.default_rng(args.seed).choice(len(x), size=count, replace=False)
+    fig, axes = plt.subplots(args.rows, args.cols, figsize=(1.3 * args.cols, 1.45 * args.rows))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, pick, strict=False):  # fewer samples than cells leaves cells blank
+        ax.imshow(x[i, 0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(str(int(y[i])), fontsize=10)
+    fig.suptitle(f"{args.path.name} ({args.split})", fontsize=10)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=100)
+    plt.close(fig)
+    print(f"wrote {args.out}: {count} {args.split} samples")
+    return 0

@@ -1,0 +1,35 @@
+"""Cluttered MNIST: digit sources, the generator, and strict ``.npz`` files.
+
+Example:
+    >>> from stnlab.data import make_dataset, save, load
+    >>> ds = make_dataset("40x40", source="embedded", seed=0, sizes=(200, 50, 50))
+    >>> ds.x_train.shape
+    torch.Size([200, 1, 40, 40])
+"""
+
+from stnlab.data.cluttered import VARIANTS, Variant, get_variant, make_cluttered
+from stnlab.data.dataset import SPLITS, ClutteredMNIST
+from stnlab.data.errors import DataError
+from stnlab.data.idx import read_idx, write_idx
+from stnlab.data.io import load, save
+from stnlab.data.make import make_dataset
+from stnlab.data.sources import SOURCES, Digits, Pools, load_pools
+
+__all__ = [
+    "SOURCES",
+    "SPLITS",
+    "VARIANTS",
+    "ClutteredMNIST",
+    "DataError",
+    "Digits",
+    "Pools",
+    "Variant",
+    "get_variant",
+    "load",
+    "load_pools",
+    "make_cluttered",
+    "make_dataset",
+    "read_idx",
+    "save",
+    "write_idx",
+]
