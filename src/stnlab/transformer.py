@@ -68,15 +68,28 @@ class SpatialTransformer(nn.Module):
         self.out_size = self.in_size if out_size is None else T.as_size(out_size)
         self.transform = T.get(transform)
         self.kernel, self.padding = kernel, padding
-        self.localization = localization or default_localization(in_channels)
+        # `is None`, not `or`: an empty nn.Sequential (raw pixels as features) is falsy.
+        if localization is None:
+            localization = default_localization(in_channels)
+        self.localization = localization
         features = self._feature_count()
-        self.regressor = nn.Linear(features, self.transform.num_params)
+        reference = self._probe_like()
+        self.regressor = nn.Linear(
+            features, self.transform.num_params, device=reference.device, dtype=reference.dtype
+        )
         self.reset_identity()
         self.last_theta: Tensor | None = None
 
+    def _probe_like(self) -> Tensor:
+        """An empty tensor on the localization net's device and dtype (CPU/default if none)."""
+        for t in (*self.localization.parameters(), *self.localization.buffers()):
+            if not isinstance(t, nn.parameter.UninitializedTensorMixin) and t.is_floating_point():
+                return t.new_empty(0)
+        return torch.empty(0)
+
     def _feature_count(self) -> int:
         """Run the localization net once on zeros to learn its feature size."""
-        probe = torch.zeros(2, self.in_channels, *self.in_size)
+        probe = self._probe_like().new_zeros(2, self.in_channels, *self.in_size)
         was_training = self.localization.training
         self.localization.eval()
         try:

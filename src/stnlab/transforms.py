@@ -257,6 +257,9 @@ def get(name: str | Transform, **kwargs) -> Transform:
 
 def rotation(angle: Tensor | float, scale: float = 1.0) -> Tensor:
     """Affine parameters of a rotation by ``angle`` radians about the centre, (N, 6)."""
-    a = torch.as_tensor(angle, dtype=torch.get_default_dtype()).reshape(-1)
+    if isinstance(angle, Tensor) and angle.is_floating_point():
+        a = angle.reshape(-1)  # keep the caller's dtype and device
+    else:
+        a = torch.as_tensor(angle, dtype=torch.get_default_dtype()).reshape(-1)
     c, s, z = torch.cos(a) * scale, torch.sin(a) * scale, torch.zeros_like(a)
     return torch.stack([c, -s, z, s, c, z], dim=1)

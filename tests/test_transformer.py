@@ -1,0 +1,277 @@
+"""Tests of stnlab.transformer.SpatialTransformer: shapes, identity start, gradients, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from stnlab import SpatialTransformer, sample
+from stnlab import transforms as T
+
+FAMILIES = T.names()
+
+
+def tiny_localization(in_features: int, hidden: int = 4) -> nn.Module:
+    """A localization net small enough for gradcheck: flatten -> linear -> tanh."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.Tanh())
+
+
+def perturb_regressor(stn: SpatialTransformer, scale: float = 0.1) -> None:
+    """Move the regressor weights off zero so gradients reach the localization net."""
+    with torch.no_grad():
+        stn.regressor.weight.normal_(0, scale)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("channels", [1, 3, 16])
+def test_forward_shape(channels):
+    stn = SpatialTransformer(channels, 40, out_size=20)
+    V = stn(torch.rand(4, channels, 40, 40))
+    assert V.shape == (4, channels, 20, 20)
+    assert torch.isfinite(V).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_non_square_sizes(family):
+    stn = SpatialTransformer(2, (24, 32), out_size=(12, 20), transform=family)
+    assert stn(torch.rand(3, 2, 24, 32)).shape == (3, 2, 12, 20)
+    assert stn.last_theta.shape == (3, stn.transform.num_params)
+
+
+def test_default_out_size_is_in_size():
+    stn = SpatialTransformer(1, (12, 16))
+    assert stn.out_size == (12, 16)
+    assert stn(torch.rand(2, 1, 12, 16)).shape == (2, 1, 12, 16)
+
+
+# --------------------------------------------------------------------------- identity start
+
+
+@pytest.mark.parametrize("kernel", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_starts_as_identity(family, kernel):
+    torch.manual_seed(0)
+    stn = SpatialTransformer(3, 16, transform=family, kernel=kernel)
+    assert torch.count_nonzero(stn.regressor.weight) == 0
+    torch.testing.assert_close(stn.regressor.bias.detach(), stn.transform.identity(1)[0])
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(stn(x), x, rtol=0, atol=1e-5)
+    expected = stn.transform.identity(2)
+    torch.testing.assert_close(stn.last_theta, expected)
+
+
+def test_identity_to_half_size_averages_blocks():
+    # Output pixel j's centre lies halfway between input pixels 2j and 2j + 1.
+    stn = SpatialTransformer(1, 40, out_size=20)
+    x = torch.rand(2, 1, 40, 40)
+    torch.testing.assert_close(stn(x), F.avg_pool2d(x, 2), rtol=0, atol=1e-5)
+
+
+def test_reset_identity_restores_the_identity():
+    stn = SpatialTransformer(1, 12)
+    perturb_regressor(stn, 1.0)
+    x = torch.rand(2, 1, 12, 12)
+    assert not torch.allclose(stn(x), x, atol=1e-3)
+    stn.reset_identity()
+    torch.testing.assert_close(stn(x), x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "padding"), [("bilinear", "zeros"), ("nearest", "border"), ("bicubic", "reflection")]
+)
+def test_forward_is_sampling_at_the_predicted_grid(kernel, padding):
+    torch.manual_seed(6)
+    stn = SpatialTransformer(2, 12, out_size=(8, 10), kernel=kernel, padding=padding).double()
+    perturb_regressor(stn, 0.5)
+    x = torch.rand(3, 2, 12, 12, dtype=torch.float64)
+    V = stn(x)
+    expected = sample(x, stn.transform.grid(stn.last_theta, (8, 10)), kernel, padding)
+    torch.testing.assert_close(V, expected, rtol=0, atol=1e-12)
+    assert not torch.allclose(V, F.interpolate(x, size=(8, 10), mode="bilinear"), atol=1e-2)
+
+
+# --------------------------------------------------------------------------- last_theta
+
+
+def test_last_theta_is_detached():
+    stn = SpatialTransformer(1, 16)
+    assert stn.last_theta is None
+    perturb_regressor(stn)
+    x = torch.rand(3, 1, 16, 16)
+    stn(x).sum().backward()
+    theta = stn.last_theta
+    assert theta.shape == (3, 6)
+    assert theta.requires_grad is False
+    assert theta.grad_fn is None
+    with torch.no_grad():
+        torch.testing.assert_close(theta, stn.localize(x))
+
+
+def test_train_and_eval_modes():
+    torch.manual_seed(1)
+    loc = nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.Dropout(0.5), nn.ReLU())
+    stn = SpatialTransformer(1, 12, localization=loc)
+    perturb_regressor(stn, 1.0)
+    x = torch.rand(4, 1, 12, 12)
+    stn.train()
+    train_thetas = []
+    for _ in range(2):
+        stn(x)
+        train_thetas.append(stn.last_theta)
+    assert not torch.equal(*train_thetas)  # dropout is active in train mode
+    stn.eval()
+    with torch.no_grad():
+        first = stn(x)
+        eval_theta = stn.last_theta
+        second = stn(x)
+    torch.testing.assert_close(first, second)
+    assert eval_theta.shape == (4, 6)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("family", ["affine", "tps"])
+def test_gradcheck_end_to_end(family):
+    torch.manual_seed(2)
+    stn = SpatialTransformer(
+        1, 6, out_size=(4, 5), transform=family, localization=tiny_localization(36)
+    ).double()
+    perturb_regressor(stn, 0.2)
+    names = [name for name, _ in stn.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in stn.parameters())
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+
+    def forward(x, *params):
+        return functional_call(stn, dict(zip(names, params, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(forward, (x, *params))
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(3)
+    stn = SpatialTransformer(3, 16, transform="tps")
+    perturb_regressor(stn)
+    stn(torch.rand(4, 3, 16, 16)).square().mean().backward()
+    for name, p in stn.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    first_conv = stn.localization[0].weight.grad
+    assert first_conv.abs().sum() > 0  # the gradient reaches the start of the localization net
+
+
+def test_as_a_middle_layer_on_feature_maps():
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        SpatialTransformer(8, 16, out_size=8),
+        nn.Conv2d(8, 4, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 10),
+    )
+    perturb_regressor(net[2])
+    out = net(torch.rand(5, 1, 16, 16))
+    assert out.shape == (5, 10)
+    out.sum().backward()
+    assert net[0].weight.grad.abs().sum() > 0
+    assert net[2].last_theta.shape == (5, 6)
+
+
+# --------------------------------------------------------------------------- localization nets
+
+
+def test_custom_localization_returning_features():
+    loc = tiny_localization(2 * 10 * 10, hidden=7)
+    stn = SpatialTransformer(2, 10, localization=loc, transform="attention")
+    assert stn.regressor.in_features == 7
+    assert stn(torch.rand(3, 2, 10, 10)).shape == (3, 2, 10, 10)
+
+
+def test_empty_localization_uses_raw_pixels():
+    stn = SpatialTransformer(1, 8, localization=nn.Sequential())
+    assert len(stn.localization) == 0
+    assert stn.regressor.in_features == 64
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(stn(x), x, rtol=0, atol=1e-5)
+
+
+def test_float64_localization_is_probed_in_its_dtype():
+    stn = SpatialTransformer(1, 8, localization=tiny_localization(64).double())
+    assert stn.regressor.weight.dtype == torch.float64
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    assert stn(x).dtype == torch.float64
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_wrong_input_shape_names_the_expected_one():
+    stn = SpatialTransformer(1, 40, out_size=20)
+    expected = r"expected input of shape \(N, 1, 40, 40\), got "
+    with pytest.raises(ValueError, match=expected + r"\(1, 40, 40\)"):
+        stn(torch.rand(1, 40, 40))  # wrong rank
+    with pytest.raises(ValueError, match=expected + r"\(2, 3, 40, 40\)"):
+        stn(torch.rand(2, 3, 40, 40))  # wrong channel count
+    with pytest.raises(ValueError, match=expected + r"\(2, 1, 32, 40\)"):
+        stn(torch.rand(2, 1, 32, 40))  # wrong size
+
+
+def test_too_small_for_the_localization_net():
+    with pytest.raises(ValueError, match=r"in_size \(3, 3\) is too small"):
+        SpatialTransformer(1, 3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_theta_raises(bad):
+    stn = SpatialTransformer(1, 12)
+    with torch.no_grad():
+        stn.regressor.bias[0] = bad
+    with pytest.raises(FloatingPointError, match="non-finite θ"):
+        stn(torch.rand(2, 1, 12, 12))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="in_channels must be positive"):
+        SpatialTransformer(0, 12)
+    with pytest.raises(ValueError, match="unknown transform 'shear'; known: affine"):
+        SpatialTransformer(1, 12, transform="shear")
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        SpatialTransformer(1, 12, out_size=(0, 4))
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+def test_float64_preserved():
+    stn = SpatialTransformer(2, 12, transform="projective").double()
+    perturb_regressor(stn)
+    x = torch.rand(2, 2, 12, 12, dtype=torch.float64)
+    V = stn(x)
+    assert V.dtype == torch.float64
+    assert stn.last_theta.dtype == torch.float64
+    assert V.device == x.device
+
+
+def test_input_not_modified():
+    stn = SpatialTransformer(3, 16, transform="tps")
+    perturb_regressor(stn)
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    before = x.detach().clone()
+    stn(x).square().sum().backward()
+    assert torch.equal(x.detach(), before)
+
+
+def test_batched_equals_per_sample():
+    torch.manual_seed(5)
+    stn = SpatialTransformer(1, 12, transform="affine").double()
+    perturb_regressor(stn)
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    batched = stn(x)
+    single = torch.cat([stn(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
