@@ -1,0 +1,123 @@
+"""Tests for predict: images of any size in, digit and confidence out, the --show picture."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from stnlab import cli, models
+from stnlab.predict import load_image, predict, show
+
+SMALL = {"size": "small", "in_size": 24}
+
+
+def _png(path, size=(50, 30), dark_on_light=False):
+    """A white bar on black (or the reverse), as an 8-bit grey PNG."""
+    pixels = np.zeros(size[::-1], dtype=np.uint8)  # (H, W)
+    pixels[5:-5, size[0] // 2 - 3 : size[0] // 2 + 3] = 255
+    if dark_on_light:
+        pixels = 255 - pixels
+    Image.fromarray(pixels, mode="L").save(path)
+    return path
+
+
+def _run_dir(tmp_path, name="stn"):
+    torch.manual_seed(0)
+    model = models.create(name, **SMALL)
+    for st in model.transformers:
+        torch.nn.init.normal_(st.regressor.weight, std=0.05)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file(model.state_dict(), str(run / "final.safetensors"))
+    (run / "config.json").write_text(json.dumps({"model": model.config}))
+    return run
+
+
+def test_load_image_resizes_and_scales(tmp_path):
+    x = load_image(_png(tmp_path / "a.png"), (24, 24))
+    assert x.shape == (1, 1, 24, 24) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and x[0, 0, 12, 12] > 0.9 and x[0, 0, 0, 0] == 0
+
+
+def test_load_image_inverts_dark_on_light(tmp_path):
+    path = _png(tmp_path / "b.png", dark_on_light=True)
+    auto = load_image(path, (24, 24))
+    assert auto[0, 0, 0, 0] == 0 and auto[0, 0, 12, 12] > 0.9
+    assert load_image(path, (24, 24), invert="no")[0, 0, 0, 0] == 1
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        load_image(tmp_path / "none.png", (24, 24))
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_image(tmp_path / "bad.png", (24, 24))
+
+
+def test_predict_gives_a_label_and_probability():
+    model = models.create("cnn", **SMALL)
+    (p, q) = predict(model, torch.rand(2, 1, 24, 24))
+    assert 0 <= p.label < 10 and 0.1 <= p.confidence <= 1
+    assert isinstance(q.label, int)
+
+
+@pytest.mark.parametrize("name", ["cnn", "stn", "mstn", "icstn"])
+def test_show_draws_input_and_warped_output(tmp_path, name):
+    model = models.create(name, **SMALL)
+    out = show(model, torch.rand(1, 1, 24, 24), tmp_path / "show.png", scale=4)
+    width, height = Image.open(out).size
+    panels = 1 if name == "cnn" else 2
+    assert height == 24 * 4 and width == panels * 24 * 4 + (panels - 1) * 8
+
+
+def test_show_outline_is_the_image_border_at_identity(tmp_path):
+    out = show(models.create("stn", **SMALL), torch.zeros(1, 1, 24, 24), tmp_path / "s.png", 4)
+    pixels = np.asarray(Image.open(out))
+    red = (pixels[..., 0] > 200) & (pixels[..., 1] < 100)
+    assert red[:, : 24 * 4].any() and not red[:, 24 * 4 :].any()  # outline on the input only
+
+
+def test_cli_predict_prints_digit_and_confidence(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    image = _png(tmp_path / "digit.png", size=(64, 64))
+    shown = tmp_path / "look.png"
+    assert cli.main(["predict", str(run), str(image), "--show", str(shown)]) == 0
+    out = capsys.readouterr().out
+    assert "digit.png\tdigit " in out and "confidence 0." in out
+    assert shown.is_file()
+
+
+def test_cli_predict_several_images_get_their_own_pictures(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    images = [str(_png(tmp_path / f"{k}.png")) for k in ("one", "two")]
+    assert cli.main(["predict", str(run), *images, "--show", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s-one.png").is_file() and (tmp_path / "s-two.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [("no-run", "no run directory"), ("no-image", "no image file"), ("bad-image", "cannot read")],
+)
+def test_cli_predict_errors_are_one_line(tmp_path, capsys, setup, message):
+    run = tmp_path / "missing" if setup == "no-run" else _run_dir(tmp_path)
+    image = tmp_path / "x.png"
+    if setup == "bad-image":
+        image.write_text("text")
+    elif setup == "no-run":
+        _png(image)
+    assert cli.main(["predict", str(run), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_load_image_lays_transparency_on_white(tmp_path):
+    rgba = np.zeros((30, 30, 4), dtype=np.uint8)  # transparent everywhere ...
+    rgba[5:25, 12:18] = (0, 0, 0, 255)  # ... but an opaque black bar
+    Image.fromarray(rgba).save(tmp_path / "t.png")
+    x = load_image(tmp_path / "t.png", (30, 30))
+    assert x[0, 0, 0, 0] == 0 and x[0, 0, 15, 15] == 1  # inverted: light bar on dark
