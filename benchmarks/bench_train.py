@@ -1,0 +1,111 @@
+"""Training speed: images per second of cnn, stn and mstn at batch 200, eager and compiled.
+
+Times the training step of :mod:`stnlab.training` (on-device batch gather, forward,
+cross-entropy, backward, Adam) for each model × size preset and prints a table. The
+"plain" column is a textbook eager loop (default Adam, NCHW, a ``.item()`` each step)
+for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled" adds
+``torch.compile`` (its compile time is reported apart, not counted in the rate).
+
+    python benchmarks/bench_train.py                    # everything, 2 threads
+    python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
+
+Figures on a shared machine are noisy: compare columns of one run, not runs; with
+``--threads 1 --clock cpu`` the rate counts this process's CPU time only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from stnlab import models
+from stnlab.training import TrainConfig, _optimizer
+
+MODES = ("plain", "eager", "compiled")
+
+
+def make_step(model, mode: str, x, y, batch: int):
+    """A closure running one training step on a fresh random batch of the in-memory set."""
+    if mode == "plain":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        net = model
+    else:  # as stnlab.training does: fused Adam, channels_last weights and data
+        opt = _optimizer(model, TrainConfig(model=model.config["name"]))
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        net = torch.compile(model) if mode == "compiled" else model
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        idx = torch.randint(len(x), (batch,), generator=g)
+        xb, yb = x[idx], y[idx]
+        loss = F.cross_entropy(net(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if mode == "plain":
+            loss.item()  # what a loop that logs every step pays
+
+    return step
+
+
+def measure(name: str, size: str, mode: str, args) -> tuple[float, float]:
+    """(images per second, seconds of warm-up including any compilation)."""
+    torch.manual_seed(0)
+    model = models.create(name, size=size).train()
+    x = torch.rand(2000, 1, 40, 40)
+    y = torch.randint(0, 10, (2000,))
+    step = make_step(model, mode, x, y, args.batch)
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        step()
+    warm = time.perf_counter() - t0
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    best = 0.0
+    for _ in range(args.repeats):  # the best of a few: the least disturbed by other processes
+        t0 = clock()
+        for _ in range(args.steps):
+            step()
+        best = max(best, args.steps * args.batch / (clock() - t0))
+    return best, warm
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["cnn", "stn", "mstn"])
+    p.add_argument("--sizes", nargs="+", default=["default", "tf-example"])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: images per CPU-second, steadier on a busy machine")  # fmt: skip
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"images per {args.clock} second")  # fmt: skip
+    head = f"{'model':<6}{'size':<12}{'params':>10}"
+    head += "".join(f"{m + ' img/s':>16}" for m in args.modes)
+    head += f"{'compile s':>11}" if "compiled" in args.modes else ""
+    print(head)
+    for size in args.sizes:
+        for name in args.models:
+            params = models.count_parameters(models.create(name, size=size))
+            row, compile_s = f"{name:<6}{size:<12}{params:>10,}", None
+            for mode in args.modes:
+                rate, warm = measure(name, size, mode, args)
+                row += f"{rate:>16,.0f}"
+                if mode == "compiled":
+                    compile_s = warm
+            if compile_s is not None:
+                row += f"{compile_s:>11.1f}"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
