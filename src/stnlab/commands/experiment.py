@@ -1,0 +1,53 @@
+"""``stnlab experiment``: run the study (models × epoch budgets × seeds) and write its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stnlab.cli import CommandError
+
+HELP = "run a study of models × epoch budgets × seeds; write results.csv, summary.md, report"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Attach the experiment options."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a named config: seed (the study), demo or smoke")
+    src.add_argument("--config", type=Path, metavar="FILE", help="a TOML (or YAML) config file")
+    p.add_argument("--out", type=Path, help="experiment folder (default runs/NAME)")
+    p.add_argument("--workers", type=int, help="parallel worker processes (default: config's)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: config's)")
+    p.add_argument("--dry-run", action="store_true", help="check the config, print the runs, stop")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the whole config, run what is not finished, then write the report."""
+    from stnlab import experiment as ex
+    from stnlab.training import TrainingDivergedError
+
+    try:
+        config = ex.preset(args.preset) if args.preset else ex.load_config(args.config)
+        out = args.out or Path("runs") / config.name
+        if args.dry_run:
+            print(ex.describe_plan(config))
+            return 0
+        result = ex.run_experiment(config, out, args.workers, args.device, not args.quiet)
+    except (ex.ConfigError, TrainingDivergedError) as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"{len(result.trained)} runs trained, {len(result.skipped)} skipped, "
+        f"in {result.seconds:.0f} s"
+    )
+    if not args.no_report:
+        from stnlab.report import ReportError, write_report
+
+        try:
+            print(f"report:  {write_report(out)}")
+        except ReportError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"summary: {out / 'summary.md'}")
+    print(f"results: {out / 'results.csv'}")
+    return 0

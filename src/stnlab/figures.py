@@ -1,0 +1,290 @@
+"""The report's figures, each a function of plain arrays that returns a matplotlib Figure.
+
+Images are (H, W) arrays in [0, 1]; points are pixel coordinates (x, y) with pixel
+centres at integers, as ``imshow`` draws them. Nothing here reads files or models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "Sampled",
+    "comparison",
+    "confusions",
+    "curves",
+    "hardest",
+    "per_class_error",
+    "sampled",
+]
+
+_COLORS = colormaps["tab10"].colors
+_OUTLINE = ("#ff3b30", "#00c7ff", "#ffcc00")  # stage 1, stage 2, ...: bright on grey digits
+
+
+def _subplots(rows: int, cols: int, figsize, **kwargs) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure (no global state) and its axes."""
+    fig = Figure(figsize=figsize, layout=kwargs.pop("layout", None))
+    return fig, fig.subplots(rows, cols, **kwargs)
+
+
+def colors(names: Sequence[str]) -> dict[str, tuple]:
+    """A fixed colour per design, in order."""
+    return {name: _COLORS[i % len(_COLORS)] for i, name in enumerate(names)}
+
+
+def _band(ax, x, runs: np.ndarray, color, label: str, marker: str | None = "o") -> None:
+    """Mean line over runs (rows of ``runs``) with a min–max band when there are several."""
+    runs = np.atleast_2d(runs)
+    mean = np.nanmean(runs, axis=0)
+    ax.plot(x, mean, color=color, marker=marker, ms=4, lw=1.8, label=label)
+    if len(runs) > 1:
+        ax.fill_between(x, np.nanmin(runs, 0), np.nanmax(runs, 0), color=color, alpha=0.18, lw=0)
+
+
+def comparison(
+    accuracy: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    seconds: Mapping[str, np.ndarray],
+) -> Figure:
+    """Test accuracy vs epochs and vs training time per design: mean, min–max band over runs.
+
+    Args:
+        accuracy: design -> (budgets (B,), test accuracy in % (R, B) with one row per run).
+        seconds: design -> mean training seconds at each budget (B,).
+    """
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    palette = colors(list(accuracy))
+    for name, (budgets, acc) in accuracy.items():
+        label = f"{name} ({len(acc)} run{'s' * (len(acc) > 1)})"
+        _band(left, budgets, acc, palette[name], label)
+        _band(right, seconds[name], acc, palette[name], name)
+    left.set(xlabel="training epochs (budget)", ylabel="test accuracy (%)")
+    left.set_title("Test accuracy vs epochs (mean, band = min–max over runs)")
+    right.set(xlabel="training time per run (s)", ylabel="test accuracy (%)")
+    right.set_title("Test accuracy vs training time")
+    ticks = sorted({int(e) for budgets, _ in accuracy.values() for e in budgets})
+    left.set_xticks(ticks if len(ticks) <= 12 else ticks[:: len(ticks) // 10 + 1])
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(loc="lower right")
+    return fig
+
+
+def curves(history: Mapping[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> Figure:
+    """Training loss and validation accuracy per epoch for each design (mean, min–max band).
+
+    Args:
+        history: design -> {"loss": (epochs (E,), values (R, E)), "valid": (epochs, (R, E'))},
+            accuracies in %.
+    """
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    palette = colors(list(history))
+    for name, h in history.items():
+        many = len(h["loss"][0]) > 30
+        _band(left, *h["loss"], palette[name], name, marker=None if many else "o")
+        _band(right, *h["valid"], palette[name], name, marker=None if many else "o")
+    losses = np.concatenate([np.ravel(h["loss"][1]) for h in history.values()])
+    wide = losses.size and np.nanmax(losses) > 10 * max(np.nanmin(losses), 1e-12)
+    left.set(
+        xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log" if wide else "linear"
+    )
+    left.set_title("Training loss")
+    right.set(xlabel="epoch", ylabel="validation accuracy (%)")
+    right.set_title("Validation accuracy")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    return fig
+
+
+@dataclass
+class Sampled:
+    """One design's transformer outputs for the sampled images.
+
+    ``outputs`` holds each stage's (N, H', W') image (feature maps averaged over
+    channels), ``outlines`` each stage's grid border in input pixels (N, M, 2).
+    """
+
+    name: str
+    outputs: list[np.ndarray]
+    outlines: list[np.ndarray]
+    predictions: np.ndarray  # (N,)
+    stage_titles: list[str] = field(default_factory=list)
+
+
+def _bare(ax) -> None:
+    """No ticks and no frame: an image panel whose labels may still be set."""
+    ax.set(xticks=[], yticks=[])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _fit(ax, shape: tuple[int, int], lines: Sequence[np.ndarray]) -> None:
+    """Limits that show the whole image and the outlines (a grid may reach outside it)."""
+    h, w = shape
+    pts = np.concatenate([np.asarray(line) for line in lines]) if lines else np.zeros((0, 2))
+    x0, y0 = np.min([*pts, (-0.5, -0.5)], axis=0) - 1
+    x1, y1 = np.max([*pts, (w - 0.5, h - 0.5)], axis=0) + 1
+    x0, x1 = max(x0, -0.5 - w / 2), min(x1, w - 0.5 + w / 2)  # at most half an image around
+    y0, y1 = max(y0, -0.5 - h / 2), min(y1, h - 0.5 + h / 2)
+    ax.set(xlim=(x0, x1), ylim=(y1, y0), facecolor="#d0d4d9")
+
+
+def sampled(images: np.ndarray, labels: np.ndarray, designs: Sequence[Sampled]) -> Figure:
+    """Rows of test images: per design, the input with its grid outlines, then each stage."""
+    cols = [(d, s) for d in designs for s in [None, *range(len(d.outputs))]]
+    n = len(images)
+    fig, axes = _subplots(
+        n, len(cols), (1.75 * len(cols), 1.75 * n + 0.9), squeeze=False, layout="constrained"
+    )
+    for j, (d, stage) in enumerate(cols):
+        for i in range(n):
+            ax = axes[i, j]
+            _bare(ax)
+            if stage is None:
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+                for k, line in enumerate(d.outlines):
+                    closed = np.concatenate([line[i], line[i][:1]])
+                    ax.plot(*closed.T, color=_OUTLINE[k % 3], lw=1.5, ls="-" if k == 0 else "--")
+                _fit(ax, images[i].shape, [line[i] for line in d.outlines])
+            else:
+                out = d.outputs[stage][i]
+                lo, hi = (0, 1) if stage == 0 else (out.min(), out.max() + 1e-8)
+                ax.imshow(out, cmap="gray" if stage == 0 else "magma", vmin=lo, vmax=hi)
+                if stage == len(d.outputs) - 1:
+                    ok = d.predictions[i] == labels[i]
+                    color = "#34c759" if ok else "#ff3b30"
+                    ax.text(
+                        0.04,
+                        0.96,
+                        str(d.predictions[i]),
+                        transform=ax.transAxes,
+                        va="top",
+                        color=color,
+                        fontsize=12,
+                        weight="bold",
+                    )
+            if j == 0:
+                ax.set_ylabel(f"label {labels[i]}", fontsize=10)
+        title = "input + grid" if stage is None else d.stage_titles[stage]
+        axes[0, j].set_title(f"{d.name}\n{title}", fontsize=9)
+    fig.suptitle(
+        "Sampled STN results\ngrids: solid 1st, dashed 2nd\nnumber: prediction (green = right)"
+        if len(cols) < 4
+        else "Sampled STN results\ngrid outline: solid = first transformer, dashed = second; "
+        "corner number = prediction (green right, red wrong)",
+        fontsize=10,
+    )
+    return fig
+
+
+def hardest(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    confidence: Mapping[str, np.ndarray],
+    count: int = 18,
+) -> tuple[Figure, np.ndarray]:
+    """The test images misclassified by the most runs, with each run's prediction.
+
+    Args:
+        images: (N, H, W); labels: (N,).
+        predictions, confidence: design -> (R, N), one row per run.
+    Returns: the figure and the indices shown.
+    """
+    preds = np.concatenate(list(predictions.values()))  # (runs, N)
+    conf = np.concatenate(list(confidence.values()))
+    wrong = (preds != labels[None]).sum(0)
+    wrong_conf = np.where(preds != labels[None], conf, 0).sum(0)
+    order = np.lexsort((-wrong_conf, -wrong))  # most runs wrong, then most confidently
+    shown = order[: min(count, int((wrong > 0).sum()))]
+    cols = 6
+    rows = max(1, -(-len(shown) // cols))
+    width = max(len(n) for n in predictions)
+    fig, axes = _subplots(
+        rows,
+        cols,
+        (2.3 * cols, (2.6 + 0.22 * len(predictions)) * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown, strict=False):
+        ax.axis("on")
+        _bare(ax)
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"#{i}: true {labels[i]}, {wrong[i]}/{len(preds)} wrong", fontsize=9)
+        ax.set_xlabel(
+            "\n".join(
+                f"{name:<{width}} {' '.join(map(str, predictions[name][:, i]))} "
+                f"({100 * confidence[name][:, i].mean():.0f}%)"
+                for name in predictions
+            ),
+            fontsize=8.5,
+            family="monospace",
+        )
+    if not len(shown):
+        axes[0, 0].text(0, 0.5, "every test image was classified correctly by every run")
+    fig.suptitle(
+        "Hardest digits: test images most runs got wrong\n"
+        "under each: every run's prediction per design (seed order), mean confidence",
+        fontsize=10,
+    )
+    return fig, shown
+
+
+def confusions(matrices: Mapping[str, np.ndarray], runs: Mapping[str, int]) -> Figure:
+    """One confusion matrix per design, summed over runs; colour shows the errors only."""
+    n = len(matrices)
+    fig, axes = _subplots(1, n, figsize=(4.6 * n, 4.6), squeeze=False, layout="constrained")
+    for ax, (name, m) in zip(axes[0], matrices.items(), strict=True):
+        k = len(m)
+        errors = m.astype(float).copy()
+        errors[errors == 0] = np.nan  # no colour where nothing went wrong
+        np.fill_diagonal(errors, np.nan)
+        top = max(1.0, np.nanmax(errors))
+        ax.imshow(np.diag(np.diag(m)) > 0, cmap="Greys", vmin=0, vmax=4)
+        ax.imshow(errors, cmap="Reds", vmin=0, vmax=top)
+        for r in range(k):
+            for c in range(k):
+                if m[r, c]:
+                    dark = r != c and m[r, c] > 0.6 * top
+                    ax.text(
+                        c,
+                        r,
+                        str(m[r, c]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if dark else "black",
+                    )
+        total = int(m.sum() - np.trace(m))
+        ax.set_title(f"{name}: {total} errors over {runs[name]} run(s)", fontsize=10)
+        ax.set(xlabel="predicted digit", ylabel="true digit", xticks=range(k), yticks=range(k))
+    fig.suptitle("Confusion matrices on the test set (red: errors; grey diagonal: correct)")
+    return fig
+
+
+def per_class_error(errors: Mapping[str, np.ndarray]) -> Figure:
+    """Test error per true digit for each design (mean over runs), as grouped bars."""
+    fig, ax = _subplots(1, 1, figsize=(10, 3.8), layout="constrained")
+    palette = colors(list(errors))
+    width = 0.8 / max(1, len(errors))
+    for j, (name, e) in enumerate(errors.items()):
+        x = np.arange(len(e)) + (j - (len(errors) - 1) / 2) * width
+        ax.bar(x, e, width, color=palette[name], label=name)
+    ax.set(
+        xlabel="true digit", ylabel="test error (%)", xticks=range(len(next(iter(errors.values()))))
+    )
+    ax.set_title("Test error per digit (mean over runs)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return fig

@@ -1,0 +1,206 @@
+"""Tests of stnlab.experiment: configs, presets, planning, and the smoke preset end to end."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stnlab import experiment as ex
+from stnlab.cli import main
+from stnlab.report import FIGURES, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(config, out, **kwargs):
+    lines: list[str] = []
+    result = ex.run_experiment(config, out, progress=False, log=lines.append, **kwargs)
+    return result, "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke preset, run once for this module: (folder, result, log)."""
+    out = tmp_path_factory.mktemp("smoke")
+    result, log = _run(ex.preset("smoke"), out)
+    write_report(out)
+    return out, result, log
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_seed_preset_is_the_protocol():
+    c = ex.preset("seed")
+    assert c.models == ("cnn", "stn", "mstn")
+    assert c.budgets == (100, 200, 300, 400, 500) and len(c.seeds) == 3
+    assert c.train.batch_size == 200 and c.iterations == 50 and c.data.sizes[0] == 10_000
+    assert c.train.schedule == "constant" and ex.reuses_budgets(c)
+    jobs = ex.plan(c)
+    assert len(jobs) == 9 and {j.epochs for j in jobs} == {500}
+    assert all(j.budgets == c.budgets for j in jobs)
+
+
+def test_demo_preset_has_the_same_shape_on_embedded_data():
+    seed, demo = ex.preset("seed"), ex.preset("demo")
+    assert demo.models == seed.models and len(demo.seeds) == len(seed.seeds)
+    assert len(demo.budgets) == len(seed.budgets) and max(demo.budgets) < max(seed.budgets)
+    assert demo.data.source == "embedded" and demo.iterations == 50
+
+
+def test_schedule_tied_to_total_epochs_trains_every_budget_separately():
+    c = ex.preset("seed", train={"schedule": "cosine"})
+    jobs = ex.plan(c)
+    assert not ex.reuses_budgets(c) and len(jobs) == 3 * 5 * 3
+    assert {(j.epochs, j.budgets) for j in jobs} == {(b, (b,)) for b in c.budgets}
+    assert len({j.name for j in jobs}) == len(jobs)
+    assert "Separate runs" in ex.describe_plan(c) and "cosine" in ex.describe_plan(c)
+    assert "Budget reuse" in ex.describe_plan(ex.preset("seed"))
+
+
+def test_example_config_mirrors_the_seed_preset():
+    assert ex.load_config(ROOT / "examples" / "seed.toml").to_dict() == ex.preset("seed").to_dict()
+
+
+def test_config_file_can_start_from_a_preset(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('preset = "smoke"\nbudgets = [3]\n[train]\nlr = 0.01\n')
+    c = ex.load_config(path)
+    assert c.name == "mine" and c.budgets == (3,) and c.train.lr == 0.01
+    assert c.data.sizes == ex.preset("smoke").data.sizes
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('models = ["cnn", "resnet"]', "unknown model 'resnet'"),
+        ("budgets = [100, 0]", "budgets must be positive"),
+        ("budgets = [-5]", "budgets must be positive"),
+        ('[data]\npath = "nowhere.npz"', "does not exist"),
+        ("seeds = []", "at least one seed"),
+        ("budget = [1]", "unknown key 'budget'"),
+        ('[train]\nschedule = "linear"', "unknown train.schedule"),
+        ("iterations = 7", "iterations per epoch"),
+        ("budgets = [", "mine.toml"),
+    ],
+)
+def test_bad_configs_are_rejected_before_training(tmp_path, capsys, text, message):
+    path = tmp_path / "mine.toml"
+    path.write_text('preset = "smoke"\n' + text + "\n")
+    with pytest.raises(ex.ConfigError, match=re.escape(message)):
+        ex.load_config(path)
+    out = tmp_path / "out"
+    assert main(["experiment", "--config", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing made, nothing trained
+
+
+def test_bad_preset_and_missing_config_file(tmp_path):
+    with pytest.raises(ex.ConfigError, match="unknown preset"):
+        ex.preset("huge")
+    with pytest.raises(ex.ConfigError, match="does not exist"):
+        ex.load_config(tmp_path / "none.toml")
+
+
+def test_dry_run_prints_the_runs(capsys):
+    assert main(["experiment", "--preset", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Budget reuse" in out and "runs/stn-s1" in out
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_smoke_end_to_end(smoke):
+    out, result, log = smoke
+    config = ex.preset("smoke")
+    assert result.reuse and "Budget reuse" in log
+    assert result.trained == [j.name for j in ex.plan(config)] and not result.skipped
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:6] == [
+        "model",
+        "epochs",
+        "seed",
+        "valid_accuracy",
+        "test_accuracy",
+        "train_seconds",
+    ]
+    combos = {(r["model"], int(r["epochs"]), int(r["seed"])) for r in rows}
+    expected = {(m, b, s) for m in config.models for b in config.budgets for s in config.seeds}
+    assert len(rows) == len(expected) and combos == expected
+    assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
+    summary = (out / "summary.md").read_text()
+    assert "| epochs | cnn | stn | mstn | best |" in summary
+    assert all(f"| {b} |" in summary for b in config.budgets) and "±" in summary
+    for job in result.jobs:  # every run in its own folder, as `stnlab train` leaves it
+        assert (out / "runs" / job.name / "summary.json").is_file()
+
+
+def test_smoke_report_has_every_figure(smoke):
+    out, _, _ = smoke
+    page = (out / "report.html").read_text()
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == len(FIGURES) and all(len(i) > 5_000 for i in images)
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 5_000
+    assert 'src="http' not in page and "<script" not in page  # self-contained
+
+
+def test_budget_reuse_gives_the_same_numbers_as_separate_runs(smoke, tmp_path):
+    _, result, _ = smoke
+    # Budget 2 is the reuse run itself; one seed keeps the test short.
+    config = ex.preset("smoke", reuse=False, budgets=[1], seeds=[0])
+    separate, log = _run(config, tmp_path)
+    assert not separate.reuse and "Separate runs" in log
+    assert {j.name for j in separate.jobs} == {
+        f"{m}-e1-s{s}" for m in config.models for s in config.seeds
+    }
+    reused = {(r["model"], r["seed"]): r for r in result.rows if r["epochs"] == 1}
+    assert len(separate.rows) == len(config.models) * len(config.seeds)
+    for row in separate.rows:
+        twin = reused[(row["model"], row["seed"])]
+        assert row["valid_accuracy"] == twin["valid_accuracy"], row["run"]
+        assert row["test_accuracy"] == twin["test_accuracy"], row["run"]
+
+
+def test_resume_skips_finished_runs(smoke, tmp_path):
+    src, first, _ = smoke
+    out = tmp_path / "resumed"
+    shutil.copytree(src, out)
+    shutil.rmtree(out / "runs" / "stn-s1")  # killed before this run finished...
+    (out / "runs" / "cnn-s0" / "summary.json").unlink()  # ...and this one while finishing
+    for name in ("results.csv", "summary.md"):
+        (out / name).unlink()
+    weights = [p for p in (out / "runs").glob("*/final.safetensors") if "cnn-s0" not in str(p)]
+    kept = {p: p.stat().st_mtime_ns for p in weights}
+    result, log = _run(ex.preset("smoke"), out)
+    assert sorted(result.trained) == ["cnn-s0", "stn-s1"]
+    assert "4 finished runs skipped" in log
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # untouched
+    strip = [{k: v for k, v in r.items() if k != "train_seconds"} for r in first.rows]
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in result.rows] == strip
+    again, log = _run(ex.preset("smoke"), out)
+    assert again.trained == [] and "6 finished runs skipped" in log
+
+
+def test_changed_config_in_the_same_folder_is_refused(smoke, tmp_path):
+    src, _, _ = smoke
+    out = tmp_path / "changed"
+    shutil.copytree(src, out)
+    with pytest.raises(ex.ConfigError, match="holds a run of another config"):
+        ex.run_experiment(ex.preset("smoke", train={"lr": 0.01}), out, log=lambda s: None)
+    with pytest.raises(ex.ConfigError, match="other data"):
+        ex.run_experiment(ex.preset("smoke", data={"seed": 5}), out, log=lambda s: None)
+
+
+def test_parallel_workers(tmp_path):
+    config = ex.preset("smoke", models=["cnn"], budgets=[1])
+    result, log = _run(config, tmp_path, workers=2)
+    assert "in 2 worker processes" in log
+    assert sorted(result.trained) == ["cnn-s0", "cnn-s1"] and len(result.rows) == 2

@@ -1,0 +1,200 @@
+"""Tests of stnlab.report and stnlab.figures on hand-made experiment folders (no training)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from stnlab import models, report, results
+from stnlab.checkpoint import save_weights
+from stnlab.cli import main
+from stnlab.data import make_dataset, save
+
+EPOCHS = (1, 2, 3)
+
+
+def _fake_run(out, name, model, seed, data, rng, size="small"):
+    """A run folder as training leaves it, with made-up metrics and predictions."""
+    run = out / "runs" / name
+    run.mkdir(parents=True)
+    torch.manual_seed(seed)
+    m = models.create(model, size=size)
+    (run / "config.json").write_text(json.dumps({"model": m.config, "seed": seed}))
+    save_weights(run / "final.safetensors", m)
+    lines = []
+    for e in EPOCHS:
+        lines.append(
+            {
+                "event": "train",
+                "epoch": e,
+                "loss": 2.0 / e,
+                "accuracy": 0.3 * e,
+                "lr": 1e-3,
+                "seconds": 1.0,
+            }
+        )
+        for split in ("valid", "test"):
+            lines.append(
+                {
+                    "event": "eval",
+                    "epoch": e,
+                    "split": split,
+                    "loss": 1.0 / e,
+                    "accuracy": 0.2 * e + 0.01 * seed,
+                    "train_seconds": 1.0 * e,
+                }
+            )
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    labels = data.y_test.numpy()
+    wrong = rng.random(len(labels)) < 0.3
+    predictions = np.where(wrong, (labels + 1) % 10, labels)
+    confidence = rng.uniform(0.3, 1.0, len(labels))
+    np.savez(
+        run / "predictions.npz",
+        labels=labels,
+        predictions=predictions,
+        confidence=confidence,
+        probabilities=np.zeros((len(labels), 10)),
+    )
+    (run / "summary.json").write_text("{}")
+    return run
+
+
+def _fake_experiment(out, designs, seeds):
+    data = make_dataset(sizes=(20, 10, 30))
+    save(data, out / "data.npz")
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in designs:
+        for seed in seeds:
+            name = f"{model}-s{seed}"
+            _fake_run(out, name, model, seed, data, rng)
+            evs = results.read_evaluations(out / "runs" / name)
+            for e in EPOCHS:
+                rows.append(
+                    {
+                        "model": model,
+                        "epochs": e,
+                        "seed": seed,
+                        "valid_accuracy": evs[(e, "valid")]["accuracy"],
+                        "test_accuracy": evs[(e, "test")]["accuracy"],
+                        "train_seconds": float(e),
+                        "run": name,
+                    }
+                )
+    results.write_results(out / "results.csv", rows)
+    return rows
+
+
+def _images(page: str) -> list[str]:
+    return re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+
+
+def test_report_of_every_design(tmp_path):
+    _fake_experiment(tmp_path, ("cnn", "stn", "mstn"), seeds=(0, 1))
+    path = report.write_report(tmp_path, samples=4)
+    page = path.read_text()
+    names = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
+    for name in names:
+        png = tmp_path / "figures" / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 5_000, name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(_images(page)) == len(names)
+    assert all(len(data) > 5_000 for data in _images(page))
+    for heading in (
+        "Comparison of network results",
+        "Sampled STN results",
+        "Harder digits to identify",
+        "Training curves",
+    ):
+        assert heading in page
+    assert "<table>" in page and "mstn" in page
+
+
+def test_report_without_transformers_and_one_seed(tmp_path):
+    _fake_experiment(tmp_path, ("cnn",), seeds=(3,))
+    page = report.write_report(tmp_path).read_text()
+    assert "No design in this experiment has a spatial transformer" in page
+    assert not (tmp_path / "figures" / "stn_samples.png").exists()
+    assert len(_images(page)) == 5  # every other figure still there
+
+
+def test_report_without_data_file(tmp_path):
+    _fake_experiment(tmp_path, ("stn",), seeds=(0,))
+    report.write_report(tmp_path, samples=2)
+    assert (tmp_path / "figures" / "stn_samples.png").is_file()
+    (tmp_path / "data.npz").unlink()
+    page = report.write_report(tmp_path).read_text()
+    assert "data file is missing" in page
+    assert (tmp_path / "figures" / "confusion.png").is_file()
+    assert not (tmp_path / "figures" / "stn_samples.png").exists()  # no stale figure kept
+
+
+def test_report_errors(tmp_path, capsys):
+    with pytest.raises(report.ReportError, match=r"no results\.csv"):
+        report.write_report(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.csv" in capsys.readouterr().err
+
+
+def test_report_command(tmp_path, capsys):
+    _fake_experiment(tmp_path, ("cnn",), seeds=(0,))
+    assert main(["report", str(tmp_path)]) == 0
+    assert str(tmp_path / "report.html") in capsys.readouterr().out
+
+
+def test_final_runs_picks_longest_run_per_seed():
+    rows = [
+        {"model": "stn", "epochs": 5, "seed": 1, "run": "stn-e5-s1"},
+        {"model": "stn", "epochs": 9, "seed": 1, "run": "stn-e9-s1"},
+        {"model": "stn", "epochs": 9, "seed": 0, "run": "stn-e9-s0"},
+        {"model": "cnn", "epochs": 9, "seed": 0, "run": "cnn-e9-s0"},
+    ]
+    assert report.final_runs(rows) == {"stn": ["stn-e9-s0", "stn-e9-s1"], "cnn": ["cnn-e9-s0"]}
+
+
+def test_outlines_identity_is_the_image_border():
+    m = models.create("mstn", size="small").eval()
+    x = torch.rand(2, 1, 40, 40)
+    thetas = [theta for _, theta in m.transform(x)]  # identity at initialisation
+    first, second = report.outlines(m, thetas, (40, 40))
+    assert first.shape == second.shape == (2, 4 * 48 - 4, 2)
+    # Pixel edges are at -0.5 and 39.5; the outline runs through the outermost fine-grid centres.
+    assert np.allclose(first.min(axis=1), -0.5 + 40 / 96, atol=1e-4)
+    assert np.allclose(first.max(axis=1), 39.5 - 40 / 96, atol=1e-4)
+    assert np.allclose(second, first, atol=0.05)  # stage 2 mapped back through stage 1
+
+
+def test_outline_of_a_zoom_and_shift():
+    from stnlab.transforms import Affine
+
+    class One(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = {"in_channels": 1}
+            from stnlab import SpatialTransformer
+
+            self.transformers = torch.nn.ModuleList([SpatialTransformer(1, 40, transform=Affine())])
+
+    theta = torch.tensor([[0.5, 0.0, 0.5, 0.0, 0.5, 0.0]])  # half size, right half of the image
+    (line,) = report.outlines(One(), [theta], (40, 40))
+    x, y = line[0, :, 0], line[0, :, 1]
+    # x_s = 0.5 x_t + 0.5 spans [0, 1] -> pixels [19.5, 39.5]; y spans [-0.5, 0.5] -> [9.5, 29.5]
+    assert x.min() == pytest.approx(19.5, abs=0.3) and x.max() == pytest.approx(39.5, abs=0.3)
+    assert y.min() == pytest.approx(9.5, abs=0.3) and y.max() == pytest.approx(29.5, abs=0.3)
+
+
+def test_summary_markdown_marks_best_and_handles_one_run():
+    rows = [
+        {"model": "cnn", "epochs": 2, "seed": 0, "test_accuracy": 0.5, "train_seconds": 1.0},
+        {"model": "stn", "epochs": 2, "seed": 0, "test_accuracy": 0.7, "train_seconds": 2.0},
+        {"model": "stn", "epochs": 2, "seed": 1, "test_accuracy": 0.2, "train_seconds": 2.0},
+    ]
+    text = results.summary_markdown(rows, "T", ["note"])
+    assert "| 2 | **50.00 ± 0.00 (50.00–50.00)** | 45.00 ± 35.36 (20.00–70.00) | cnn |" in text
+    stats = results.summarize(rows)
+    assert stats[("stn", 2)].runs == 2 and stats[("cnn", 2)].std == 0.0
