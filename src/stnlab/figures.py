@@ -137,8 +137,19 @@ def _fit(ax, shape: tuple[int, int], lines: Sequence[np.ndarray]) -> None:
     ax.set(xlim=(x0, x1), ylim=(y1, y0), facecolor="#d0d4d9")
 
 
-def sampled(images: np.ndarray, labels: np.ndarray, designs: Sequence[Sampled]) -> Figure:
-    """Rows of test images: per design, the input with its grid outlines, then each stage."""
+def sampled(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    designs: Sequence[Sampled],
+    row_titles: Sequence[str] | None = None,
+) -> Figure:
+    """Rows of test images: per design, the input with its grid outlines, then each stage.
+
+    Without ``labels`` (the user's own images) predictions are shown uncoloured, and
+    ``row_titles`` (default ``label K``) name the rows.
+    """
+    if row_titles is None:
+        row_titles = [f"label {k}" for k in labels] if labels is not None else []
     cols = [(d, s) for d in designs for s in [None, *range(len(d.outputs))]]
     n = len(images)
     fig, axes = _subplots(
@@ -159,8 +170,10 @@ def sampled(images: np.ndarray, labels: np.ndarray, designs: Sequence[Sampled]) 
                 lo, hi = (0, 1) if stage == 0 else (out.min(), out.max() + 1e-8)
                 ax.imshow(out, cmap="gray" if stage == 0 else "magma", vmin=lo, vmax=hi)
                 if stage == len(d.outputs) - 1:
-                    ok = d.predictions[i] == labels[i]
-                    color = "#34c759" if ok else "#ff3b30"
+                    if labels is None:
+                        color = "#4da3ff"
+                    else:
+                        color = "#34c759" if d.predictions[i] == labels[i] else "#ff3b30"
                     ax.text(
                         0.04,
                         0.96,
@@ -171,15 +184,17 @@ def sampled(images: np.ndarray, labels: np.ndarray, designs: Sequence[Sampled]) 
                         fontsize=12,
                         weight="bold",
                     )
-            if j == 0:
-                ax.set_ylabel(f"label {labels[i]}", fontsize=10)
+            if j == 0 and row_titles:
+                ax.set_ylabel(row_titles[i], fontsize=10)
         title = "input + grid" if stage is None else d.stage_titles[stage]
         axes[0, j].set_title(f"{d.name}\n{title}", fontsize=9)
+    head = "Sampled STN results" if labels is not None else "What the transformer looked at"
+    verdict = " (green = right)" if labels is not None else ""
     fig.suptitle(
-        "Sampled STN results\ngrids: solid 1st, dashed 2nd\nnumber: prediction (green = right)"
+        f"{head}\ngrids: solid 1st, dashed 2nd\nnumber: prediction{verdict}"
         if len(cols) < 4
-        else "Sampled STN results\ngrid outline: solid = first transformer, dashed = second; "
-        "corner number = prediction (green right, red wrong)",
+        else f"{head}\ngrid outline: solid = first transformer, dashed = second; "
+        f"corner number = prediction{verdict}",
         fontsize=10,
     )
     return fig

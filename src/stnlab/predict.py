@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
+
+from stnlab import figures
 
 __all__ = ["INVERT", "Prediction", "load_image", "predict", "show"]
 
@@ -73,50 +75,28 @@ def predict(model: nn.Module, images: Tensor) -> list[Prediction]:
     return [Prediction(int(k), float(p)) for k, p in zip(label, conf, strict=True)]
 
 
-def _outline(grid: Tensor, size: tuple[int, int], scale: int) -> list[tuple[float, float]]:
-    """The sampling grid's border as pixel points of the input drawn ``scale``× larger."""
-    g = grid[0]  # (H', W', 2), normalised source coordinates
-    edge = torch.cat([g[0, :], g[:, -1], g.flip(0)[0, :].flip(0), g.flip(0)[:, 0]])  # (P, 2)
-    h, w = size
-    # Normalised -> pixel edges (align_corners=False): -1 is the image's left/top edge.
-    xs = (edge[:, 0] + 1) / 2 * w * scale
-    ys = (edge[:, 1] + 1) / 2 * h * scale
-    return list(zip(xs.tolist(), ys.tolist(), strict=True))
+def show(
+    model: nn.Module, images: Tensor, path: str | Path, names: list[str] | None = None
+) -> Path:
+    """Save one row per image: the input with each sampling grid's outline, then each output.
 
-
-def _to_pil(x: Tensor, scale: int) -> Image.Image:
-    """A (C, H, W) tensor in [0, 1] (first 3 channels or grey) as an RGB picture, upscaled."""
-    x = x[:3] if x.shape[0] >= 3 else x[:1].expand(3, -1, -1)
-    pixels = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    img = Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
-    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-
-
-@torch.no_grad()
-def show(model: nn.Module, image: Tensor, path: str | Path, scale: int = 8) -> Path:
-    """Save the input with the transformer's sampling-grid outline beside the warped output.
-
-    ``image`` is one (1, C, H, W) input. Models without a transformer (``cnn``) show
-    the input alone.
+    ``images`` is a (N, C, H, W) batch; ``names`` label the rows. Raises ValueError for a
+    model without a spatial transformer (``cnn``): there is nothing to show.
     """
-    model.eval()
-    panels = [_to_pil(image[0], scale)]
-    glimpse = model.glimpse(image) if hasattr(model, "glimpse") else None
-    if glimpse is not None:
-        st, warped, theta = glimpse
-        grid = st.transform.grid(theta, st.out_size)  # (1, H', W', 2)
-        draw = ImageDraw.Draw(panels[0])
-        points = _outline(grid, tuple(image.shape[2:]), scale)
-        draw.line([*points, points[0]], fill=(255, 40, 40), width=max(1, scale // 4))
-        panels.append(_to_pil(warped[0], scale))
-    gap = scale * 2
-    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, max(p.height for p in panels)), (255, 255, 255))
-    left = 0
-    for panel in panels:
-        canvas.paste(panel, (left, 0))
-        left += panel.width + gap
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stnlab.report import sample_design
+
+    design = sample_design(model.config.get("name", "model"), model, images)
+    if design is None:
+        raise ValueError(f"model {model.config.get('name')!r} has no spatial transformer to show")
+    inputs = images.float().mean(1).numpy()  # (N, H, W)
+    fig = figures.sampled(inputs, None, [design], row_titles=names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path

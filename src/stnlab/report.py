@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from stnlab import figures, results
 
-__all__ = ["FIGURES", "ReportError", "final_runs", "outlines", "write_report"]
+__all__ = ["FIGURES", "ReportError", "final_runs", "outlines", "sample_design", "write_report"]
 
 SAMPLES = 8  # test images in the sampled-STN figure
 FIGURES = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
@@ -112,12 +112,20 @@ def outlines(model: torch.nn.Module, thetas: Sequence[torch.Tensor], image_size)
     return found
 
 
-@torch.no_grad()
 def _sample_design(name: str, run: Path, x: torch.Tensor) -> figures.Sampled | None:
     """Load a run's model and pass the sampled images through its transformers."""
     from stnlab import models
 
-    model = models.load(run)
+    return sample_design(name, models.load(run), x)
+
+
+@torch.no_grad()
+def sample_design(name: str, model: torch.nn.Module, x: torch.Tensor) -> figures.Sampled | None:
+    """Each transformer's output, grid outline and the prediction for images x (N, C, H, W).
+
+    ``None`` for a model without transformers (``cnn``).
+    """
+    model.eval()
     if not len(getattr(model, "transformers", [])):
         return None
     stages = model.transform(x)

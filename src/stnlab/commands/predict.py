@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from stnlab.cli import CommandError
 
@@ -18,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--show",
         metavar="PATH",
-        help="save the input with the sampling grid's outline and the warped output "
-        "(several images: PATH gets the image's name as suffix)",
+        help="save a picture of what the transformer looked at: per image, the input with "
+        "the sampling grid's outline and the warped output",
     )
     parser.add_argument(
         "--invert",
@@ -32,18 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _show_path(show: str, image: str, many: bool) -> str:
-    """``--show`` as given for one image; ``out-<image stem>.png`` style for several."""
-    from pathlib import Path
-
-    if not many:
-        return show
-    out = Path(show)
-    return str(out.with_name(f"{out.stem}-{Path(image).stem}{out.suffix or '.png'}"))
-
-
 def run(args: argparse.Namespace) -> int:
-    """Print ``IMAGE  digit D  confidence P`` per image; optionally save pictures."""
+    """Print ``IMAGE  digit D  confidence P`` per image; optionally save one picture of all."""
+    import torch
+
     from stnlab import models
     from stnlab.predict import load_image, predict, show
 
@@ -51,15 +44,16 @@ def run(args: argparse.Namespace) -> int:
         model = models.load(args.run, args.weights)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    if args.show and not len(getattr(model, "transformers", [])):
+        raise CommandError(f"--show: model {model.config['name']!r} has no spatial transformer")
     channels = model.config["in_channels"]
-    for name in args.images:
-        try:
-            x = load_image(name, model.in_size, channels, args.invert)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
-        (p,) = predict(model, x)
+    try:
+        x = torch.cat([load_image(n, model.in_size, channels, args.invert) for n in args.images])
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    for name, p in zip(args.images, predict(model, x), strict=True):
         print(f"{name}\tdigit {p.label}\tconfidence {p.confidence:.3f}")
-        if args.show:
-            out = show(model, x, _show_path(args.show, name, len(args.images) > 1))
-            print(f"  what the transformer looked at: {out}")
+    if args.show:
+        names = [Path(n).name for n in args.images]
+        print(f"what the transformer looked at: {show(model, x, args.show, names)}")
     return 0
