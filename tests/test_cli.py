@@ -47,3 +47,19 @@ def test_main_unknown_command_exits_with_usage_error(capsys):
         cli.main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_models_command_lists_every_model_with_equal_classifiers(capsys):
+    from stnlab import models
+
+    assert cli.main(["models", "--size", "tf-example"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(r[0] for r in rows) == sorted(models.names())
+    assert len({r[3] for r in rows}) == 1  # the classifier is the same size in every design
+    totals = {r[0]: int(r[2].replace(",", "")) for r in rows}
+    assert totals["cnn"] == models.count_parameters(models.create("cnn", size="tf-example"))
+
+
+def test_models_command_rejects_an_unknown_size(capsys):
+    assert cli.main(["models", "--size", "huge"]) == 2
+    assert "unknown size 'huge'" in capsys.readouterr().err
