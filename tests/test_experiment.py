@@ -204,3 +204,28 @@ def test_parallel_workers(tmp_path):
     result, log = _run(config, tmp_path, workers=2)
     assert "in 2 worker processes" in log
     assert sorted(result.trained) == ["cnn-s0", "cnn-s1"] and len(result.rows) == 2
+
+
+def test_config_file_reads_mnist_from_a_source_dir_beside_it(tmp_path):
+    import numpy as np
+
+    from stnlab.data import load
+    from stnlab.data.idx import write_idx
+
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 300), ("t10k", 200)):
+        digits = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+        write_idx(mnist / f"{split}-images-idx3-ubyte", digits)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        'models = ["cnn"]\nbudgets = [1]\nseeds = [0]\n'
+        "[train]\nbatch_size = 50\n"
+        '[data]\nsource = "mnist"\nsource_dir = "mnist"\nsizes = [100, 20, 20]\n'
+    )
+    cfg = ex.load_config(config)
+    assert cfg.data.source_dir == str(mnist)
+    path = ex.prepare_data(cfg, tmp_path / "out", log=lambda _: None)
+    assert path.is_file() and load(path).x_train.shape == (100, 1, 40, 40)

@@ -72,6 +72,8 @@ class DataConfig:
     source: str = "embedded"
     seed: int = 0
     sizes: tuple[int, int, int] = (10_000, 1_000, 1_000)
+    source_dir: str | None = None  # MNIST IDX files already on disk (source "mnist")
+    cache_dir: str | None = None  # where downloaded MNIST files are kept
 
     def __post_init__(self) -> None:
         from stnlab.data import SOURCES, VARIANTS
@@ -256,7 +258,7 @@ def preset(name: str, **overrides: Any) -> ExperimentConfig:
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Read a TOML (or, with PyYAML, YAML) config; a relative data path is from its folder."""
+    """Read a TOML (or, with PyYAML, YAML) config; relative data paths are from its folder."""
     path = Path(path)
     _require(path.is_file(), f"config file {str(path)!r} does not exist")
     text = path.read_text()
@@ -281,8 +283,9 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
         raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
     _require(isinstance(values, dict), f"{path}: the config must be a table of keys")
     data = values.get("data")
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
-        data["path"] = str(path.parent / data["path"])
+    for key in ("path", "source_dir", "cache_dir"):
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            data[key] = str(path.parent / data[key])
     return from_dict(values, name=str(values.pop("name", path.stem)))
 
 
@@ -432,7 +435,10 @@ def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]
             d = config.data
             log(f"making {d.describe()} -> {path}")
             try:
-                save(make_dataset(d.variant, source=d.source, seed=d.seed, sizes=d.sizes), path)
+                ds = make_dataset(
+                    d.variant, d.source, d.seed, d.sizes, d.source_dir, cache_dir=d.cache_dir
+                )
+                save(ds, path)
             except DataError as exc:
                 raise ConfigError(str(exc)) from None
     try:

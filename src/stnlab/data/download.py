@@ -123,5 +123,8 @@ def fetch(
         except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
             reason = getattr(exc, "reason", None) or exc
             failures.append(f"{url}: {reason}")
-    hint = " (offline? put the IDX files in a directory and pass it as source_dir)"
+    hint = (
+        " (offline? put the four MNIST IDX files in a directory and pass it with"
+        " --source-dir, or data.source_dir in an experiment config)"
+    )
     raise DataError(f"could not download {name}{hint}: " + "; ".join(failures))
