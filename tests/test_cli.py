@@ -63,3 +63,25 @@ def test_models_command_lists_every_model_with_equal_classifiers(capsys):
 def test_models_command_rejects_an_unknown_size(capsys):
     assert cli.main(["models", "--size", "huge"]) == 2
     assert "unknown size 'huge'" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, stnlab.cli; stnlab.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_lazy_public_names():
+    from stnlab import SpatialTransformer, sample, transforms
+    from stnlab.transformer import SpatialTransformer as Direct
+
+    assert SpatialTransformer is Direct and callable(sample) and "affine" in transforms.names()
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = stnlab.nope
+
+
+def test_predict_command_offers_the_library_invert_modes():
+    from stnlab.commands import predict as command
+    from stnlab.predict import INVERT
+
+    assert command.INVERT == INVERT

@@ -11,9 +11,15 @@ coordinates to *input* (source) coordinates, as in the paper's equation
 
 __version__ = "0.1.0"
 
-from stnlab import sampling, transforms
-from stnlab.sampling import sample, sample_reference
-from stnlab.transformer import SpatialTransformer
+# The public names are imported on first use, so `import stnlab` (and `stnlab --help`)
+# does not pay for importing torch.
+_EXPORTS = {
+    "SpatialTransformer": "stnlab.transformer",
+    "sample": "stnlab.sampling",
+    "sample_reference": "stnlab.sampling",
+    "sampling": None,
+    "transforms": None,
+}
 
 __all__ = [
     "SpatialTransformer",
@@ -23,3 +29,15 @@ __all__ = [
     "sampling",
     "transforms",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name (or submodule) of stnlab when it is first used."""
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stnlab' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name] or f"stnlab.{name}")
+    value = module if _EXPORTS[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value

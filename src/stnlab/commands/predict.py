@@ -7,13 +7,12 @@ from pathlib import Path
 
 from stnlab.cli import CommandError
 
+INVERT = ("auto", "yes", "no")
 HELP = "classify your own images with a trained run (any size, grey-scale)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the predict options."""
-    from stnlab.predict import INVERT
-
     parser.add_argument("run", help="run directory (config.json + weights)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument(
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--invert",
-        choices=INVERT,
+        choices=INVERT,  # stnlab.predict.INVERT, not imported here: it loads torch
         default="auto",
         help="flip dark-on-light images to MNIST's light-on-dark (auto: by the border)",
     )
