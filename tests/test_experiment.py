@@ -1,4 +1,4 @@
-"""Tests of stnlab.experiment: configs, presets, planning, and the smoke preset end to end."""
+"""Tests of stnlab.experiment (configs, presets) and stnlab.runner (planning, smoke runs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from stnlab import experiment as ex
+from stnlab import runner
 from stnlab.cli import main
 from stnlab.report import FIGURES, write_report
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(config, out, **kwargs):
     lines: list[str] = []
-    result = ex.run_experiment(config, out, progress=False, log=lines.append, **kwargs)
+    result = runner.run_experiment(config, out, progress=False, log=lines.append, **kwargs)
     return result, "\n".join(lines)
 
 
@@ -39,8 +40,8 @@ def test_seed_preset_is_the_protocol():
     assert c.models == ("cnn", "stn", "mstn")
     assert c.budgets == (100, 200, 300, 400, 500) and len(c.seeds) == 3
     assert c.train.batch_size == 200 and c.iterations == 50 and c.data.sizes[0] == 10_000
-    assert c.train.schedule == "constant" and ex.reuses_budgets(c)
-    jobs = ex.plan(c)
+    assert c.train.schedule == "constant" and runner.reuses_budgets(c)
+    jobs = runner.plan(c)
     assert len(jobs) == 9 and {j.epochs for j in jobs} == {500}
     assert all(j.budgets == c.budgets for j in jobs)
 
@@ -54,12 +55,12 @@ def test_demo_preset_has_the_same_shape_on_embedded_data():
 
 def test_schedule_tied_to_total_epochs_trains_every_budget_separately():
     c = ex.preset("seed", train={"schedule": "cosine"})
-    jobs = ex.plan(c)
-    assert not ex.reuses_budgets(c) and len(jobs) == 3 * 5 * 3
+    jobs = runner.plan(c)
+    assert not runner.reuses_budgets(c) and len(jobs) == 3 * 5 * 3
     assert {(j.epochs, j.budgets) for j in jobs} == {(b, (b,)) for b in c.budgets}
     assert len({j.name for j in jobs}) == len(jobs)
-    assert "Separate runs" in ex.describe_plan(c) and "cosine" in ex.describe_plan(c)
-    assert "Budget reuse" in ex.describe_plan(ex.preset("seed"))
+    assert "Separate runs" in runner.describe_plan(c) and "cosine" in runner.describe_plan(c)
+    assert "Budget reuse" in runner.describe_plan(ex.preset("seed"))
 
 
 def test_example_config_mirrors_the_seed_preset():
@@ -120,7 +121,7 @@ def test_smoke_end_to_end(smoke):
     out, result, log = smoke
     config = ex.preset("smoke")
     assert result.reuse and "Budget reuse" in log
-    assert result.trained == [j.name for j in ex.plan(config)] and not result.skipped
+    assert result.trained == [j.name for j in runner.plan(config)] and not result.skipped
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:6] == [
@@ -194,9 +195,9 @@ def test_changed_config_in_the_same_folder_is_refused(smoke, tmp_path):
     out = tmp_path / "changed"
     shutil.copytree(src, out)
     with pytest.raises(ex.ConfigError, match="holds a run of another config"):
-        ex.run_experiment(ex.preset("smoke", train={"lr": 0.01}), out, log=lambda s: None)
+        runner.run_experiment(ex.preset("smoke", train={"lr": 0.01}), out, log=lambda s: None)
     with pytest.raises(ex.ConfigError, match="other data"):
-        ex.run_experiment(ex.preset("smoke", data={"seed": 5}), out, log=lambda s: None)
+        runner.run_experiment(ex.preset("smoke", data={"seed": 5}), out, log=lambda s: None)
 
 
 def test_parallel_workers(tmp_path):
@@ -227,5 +228,5 @@ def test_config_file_reads_mnist_from_a_source_dir_beside_it(tmp_path):
     )
     cfg = ex.load_config(config)
     assert cfg.data.source_dir == str(mnist)
-    path = ex.prepare_data(cfg, tmp_path / "out", log=lambda _: None)
+    path = runner.prepare_data(cfg, tmp_path / "out", log=lambda _: None)
     assert path.is_file() and load(path).x_train.shape == (100, 1, 40, 40)

@@ -1,6 +1,6 @@
 """An experiment folder -> PNG figures under DIR/figures and a self-contained DIR/report.html.
 
-Reads only what :func:`stnlab.experiment.run_experiment` leaves behind: results.csv,
+Reads only what :func:`stnlab.runner.run_experiment` leaves behind: results.csv,
 experiment.json, the data file and each run's metrics.jsonl, predictions.npz and
 final weights. Images are embedded as base64, so the page opens without a server.
 

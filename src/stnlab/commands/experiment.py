@@ -26,15 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the whole config, run what is not finished, then write the report."""
     from stnlab import experiment as ex
+    from stnlab import runner
     from stnlab.training import TrainingDivergedError
 
     try:
         config = ex.preset(args.preset) if args.preset else ex.load_config(args.config)
         out = args.out or Path("runs") / config.name
         if args.dry_run:
-            print(ex.describe_plan(config))
+            print(runner.describe_plan(config))
             return 0
-        result = ex.run_experiment(config, out, args.workers, args.device, not args.quiet)
+        result = runner.run_experiment(config, out, args.workers, args.device, not args.quiet)
     except (ex.ConfigError, TrainingDivergedError) as exc:
         raise CommandError(str(exc)) from None
     print(
