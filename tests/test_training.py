@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from stnlab import models, training
-from stnlab.checkpoint import load_checkpoint, load_weights, save_checkpoint, write_atomic
+from stnlab.atomic import atomic_write
+from stnlab.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from stnlab.data import make_dataset
 from stnlab.training import TrainConfig, TrainingDivergedError, evaluate, train
 
@@ -236,12 +237,9 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
 
-    def half_then_crash(f):
+    with pytest.raises(OSError, match="disk full"), atomic_write(path) as f:
         f.write(b"half a checkpoint")
         raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(path, half_then_crash)
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
 

@@ -30,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from stnlab import __version__, distributed, models
-from stnlab.checkpoint import load_checkpoint, save_checkpoint, save_weights, write_atomic
+from stnlab.atomic import atomic_write
+from stnlab.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from stnlab.checkpoint import write_json as _write_json
 from stnlab.evaluation import Evaluation, evaluate
 
@@ -434,9 +435,7 @@ def _finish(out: Path, model: nn.Module, data: Any, test: Evaluation, summary: d
         test = evaluate(model, data.x_test, data.y_test)
     save_weights(out / "final.safetensors", model, metadata={"model": json.dumps(model.config)})
 
-    def write_npz(f):
+    with atomic_write(out / "predictions.npz") as f:
         np.savez(f, labels=test.labels, predictions=test.predictions,
                  confidence=test.confidence, probabilities=test.probabilities)  # fmt: skip
-
-    write_atomic(out / "predictions.npz", write_npz)
     _write_json(out / "summary.json", summary)

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stnlab.data.atomic import atomic_write
+from stnlab.atomic import atomic_write
 from stnlab.data.errors import DataError
 
 MIRRORS: list[str] = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stnlab.data.atomic import atomic_write
+from stnlab.atomic import atomic_write
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
 from stnlab.data.errors import DataError
 
