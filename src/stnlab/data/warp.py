@@ -1,4 +1,4 @@
-"""Batched geometric distortions of 28×28 digits onto a canvas, with torch ``grid_sample``.
+"""Batched geometric distortions of 28×28 digits onto a canvas, with stnlab's own grids and sampler.
 
 Coordinates follow stnlab's convention (normalised (x, y) in [-1, 1],
 ``align_corners=False``): every warp maps *output* canvas coordinates to *input*
@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from stnlab import transforms
+from stnlab.sampling import sample
 
 DIGIT = 28  # side of a source digit
 
@@ -48,19 +51,10 @@ def homographies(corners: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([h, np.ones((n, 1))], axis=1).reshape(n, 3, 3)
 
 
-def _base_grid(n: int, size: int) -> torch.Tensor:
-    """Homogeneous canvas pixel centres (N, S, S, 3), normalised."""
-    ticks = (2 * torch.arange(size, dtype=torch.float64) + 1) / size - 1
-    gy, gx = torch.meshgrid(ticks, ticks, indexing="ij")
-    grid = torch.stack([gx, gy, torch.ones_like(gx)], -1)  # (S, S, 3)
-    return grid.expand(n, size, size, 3)
-
-
 def grid_from_homography(H: np.ndarray, size: int) -> torch.Tensor:
-    """Sampling grid (N, S, S, 2) for homographies (N, 3, 3)."""
-    Ht = torch.from_numpy(H).to(torch.float64)
-    pts = torch.einsum("nij,nhwj->nhwi", Ht, _base_grid(len(H), size))  # (N, S, S, 3)
-    return pts[..., :2] / pts[..., 2:]
+    """Sampling grid (N, S, S, 2), float64, for homographies (N, 3, 3)."""
+    projective = transforms.get("projective")
+    return projective.grid(projective.from_matrix(torch.from_numpy(H).double()), size)
 
 
 def smooth_field(control: np.ndarray, size: int) -> torch.Tensor:
@@ -77,11 +71,10 @@ def smooth_field(control: np.ndarray, size: int) -> torch.Tensor:
 def sample_digits(digits: np.ndarray, grid: torch.Tensor) -> np.ndarray:
     """Sample uint8 digits (N, 28, 28) on ``grid`` (N, S, S, 2): float32 (N, S, S) in [0, 1]."""
     x = torch.from_numpy(digits.astype(np.float32) / 255)[:, None]  # (N, 1, 28, 28)
-    out = F.grid_sample(x, grid.to(torch.float32), align_corners=False, padding_mode="zeros")
+    out = sample(x, grid.to(torch.float32), kernel="bilinear", padding="zeros")
     return out[:, 0].numpy()  # (N, S, S)
 
 
 def affine_grid(theta: np.ndarray, size: int) -> torch.Tensor:
-    """Sampling grid (N, S, S, 2) for affine θ (N, 2, 3)."""
-    Ht = np.concatenate([theta, np.tile([[[0.0, 0.0, 1.0]]], (len(theta), 1, 1))], axis=1)
-    return grid_from_homography(Ht, size)
+    """Sampling grid (N, S, S, 2), float64, for affine θ (N, 2, 3)."""
+    return transforms.get("affine").grid(torch.from_numpy(theta).double().reshape(-1, 6), size)
