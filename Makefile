@@ -9,16 +9,12 @@ DEMO_OUT ?= runs/demo
 
 venv: $(STAMP)
 
-# On a machine without an NVIDIA driver, pin the CPU build of torch that needs no
-# multi-GB CUDA download; with a driver, take the default (CUDA) build.
-$(STAMP): pyproject.toml
+# PyTorch first, the build chosen for this machine (tools/install-torch.sh says how),
+# so that installing the package finds torch already satisfied.
+$(STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	if command -v nvidia-smi >/dev/null 2>&1; then \
-		$(BIN)/python -m pip install -q torch; \
-	else \
-		$(BIN)/python -m pip install -q torch==2.13.0; \
-	fi
+	bash tools/install-torch.sh $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install PyTorch into the venv whose python is $1, choosing the build for this machine
+# (a torch already installed there is kept: that is how a user picks a build by hand):
+#   - an NVIDIA driver (nvidia-smi) -> the default build from PyPI (CUDA on Linux);
+#   - no driver, and PyTorch's CPU wheel index answers within 5 s -> the CPU build from
+#     that index (about 200 MB instead of several GB of CUDA libraries);
+#   - otherwise (offline, firewalled, index down) -> the default index, as pip would.
+# TORCH_SPEC (default "torch==2.13.0") names the release; CPU_INDEX can point elsewhere;
+# DRY_RUN=1 prints the pip command instead of running it (the tests use it).
+set -euo pipefail
+python="$1"
+spec="${TORCH_SPEC:-torch==2.13.0}"
+cpu_index="${CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+
+pip_install() {
+  if [ -n "${DRY_RUN:-}" ]; then echo "pip install $*"; else "$python" -m pip install -q "$@"; fi
+}
+
+index_answers() {
+  "$python" - "$1" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=5).close()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+if "$python" -c "import torch" 2>/dev/null; then
+  echo "install-torch: keeping the torch already installed in this environment"
+  exit 0
+elif command -v nvidia-smi >/dev/null 2>&1; then
+  echo "install-torch: NVIDIA driver found: $spec from the default index (CUDA build)"
+elif index_answers "$cpu_index"; then
+  echo "install-torch: no NVIDIA driver: $spec, CPU build, from $cpu_index"
+  if pip_install --retries 1 --timeout 15 --index-url "$cpu_index" "$spec"; then
+    exit 0
+  fi
+  echo "install-torch: the CPU index failed mid-install; falling back to the default index"
+else
+  echo "install-torch: no NVIDIA driver, and $cpu_index did not answer within 5 s:" \
+    "$spec from the default index"
+fi
+pip_install "$spec"
