@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument(
         "--cache-dir",
         type=Path,
-        help="where fetched files are kept (default ~/.cache/stnlab/published)",
+        help="where fetched files are kept (default: $STNLAB_CACHE/published, "
+        "else ~/.cache/stnlab/published)",
     )
     fetch.set_defaults(_action=_fetch)
 
