@@ -61,6 +61,27 @@ def test_run_spread_alone_gives_binomial_quantiles():
     assert d.high == np.searchsorted(cdf, 0.975) / 4  # 1.0
 
 
+def _literal_bootstrap(a, b, resamples, seed):
+    """The bootstrap written out: per resample, draw N image indices, then each design's runs."""
+    rng = np.random.default_rng(seed)
+    n, out = a.shape[1], np.empty(resamples)
+    for k in range(resamples):
+        images = rng.integers(n, size=n)
+        ra, rb = rng.integers(len(a), size=len(a)), rng.integers(len(b), size=len(b))
+        out[k] = a[np.ix_(ra, images)].mean() - b[np.ix_(rb, images)].mean()
+    return np.quantile(out, [0.025, 0.975])
+
+
+def test_interval_matches_the_literal_bootstrap():
+    rng = np.random.default_rng(9)
+    a, b = _designs(rng, 300, 3, (0.93, 0.9), spread=0.01)
+    d = sig.accuracy_difference(a, b, resamples=20_000)
+    low, high = _literal_bootstrap(a, b, 4000, seed=1)
+    width = high - low
+    assert d.low == pytest.approx(low, abs=0.06 * width)
+    assert d.high == pytest.approx(high, abs=0.06 * width)
+
+
 @pytest.mark.parametrize(
     ("runs", "spread", "truth"),
     [(1, 0.0, 0.01), (3, 0.003, 0.01), (3, 0.003, 0.0)],
