@@ -262,7 +262,8 @@ def ranking_sentence(
     ``>``) are named, so the sentence is true of every pair. ``accuracy`` holds fractions.
 
     Example:
-        >>> ranking_sentence({"cnn": 0.97, "stn": 0.98}, {("stn", "cnn"): d})  # doctest: +SKIP
+        >>> d = Difference(0.01, -0.002, 0.02, 0.95, (3, 3), 1000)  # stn − cnn
+        >>> ranking_sentence({"cnn": 0.97, "stn": 0.98}, {("stn", "cnn"): d})
         'stn 98.00% ≈ cnn 97.00% (every difference within noise)'
     """
     order = sorted(accuracy, key=lambda m: -accuracy[m])  # stable: ties keep the given order
