@@ -2,11 +2,8 @@
 
 import gzip
 import hashlib
-import http.server
-import socket
-import threading
-from typing import ClassVar
 
+import loopback
 import numpy as np
 import pytest
 
@@ -17,48 +14,11 @@ NAME = "t10k-labels-idx1-ubyte.gz"
 PAYLOAD = encode_idx(np.arange(200, dtype=np.uint8) % 10) * 3  # any bytes will do
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``files`` under /good/, corrupted under /bad/, cut short under /broken/."""
-
-    files: ClassVar[dict[str, bytes]] = {}
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self):
-        self.hits.append(self.path)
-        kind, _, name = self.path.strip("/").partition("/")
-        data = self.files.get(name)
-        if data is None:
-            self.send_error(404)
-            return
-        if kind == "bad":
-            data = bytes([data[0] ^ 0xFF]) + data[1:]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data) + (1000 if kind == "broken" else 0)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2] if kind == "broken" else data)
-        if kind == "broken":
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)  # the server dies mid-transfer
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def data_server():
     """A loopback server; yields its base URL and the handler class (files, hits)."""
-
-    class Handler(_Handler):
-        files: ClassVar[dict[str, bytes]] = {NAME: PAYLOAD}
-        hits: ClassVar[list[str]] = []
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", Handler
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback.serve({NAME: PAYLOAD}) as served:
+        yield served
 
 
 CHECKSUMS = {NAME: hashlib.sha256(PAYLOAD).hexdigest()}
@@ -107,11 +67,8 @@ def test_corrupt_cached_file_is_replaced(tmp_path, data_server):
 
 
 def test_offline_gives_clear_error(tmp_path):
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with pytest.raises(DataError, match=r"could not download .*offline\?.*source_dir"):
-        _fetch(tmp_path, f"http://127.0.0.1:{port}/")
+        _fetch(tmp_path, loopback.dead_url() + "/")
 
 
 def test_unknown_checksum_is_refused(tmp_path, data_server):

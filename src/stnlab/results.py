@@ -95,7 +95,9 @@ def best_per_budget(stats: dict[tuple[str, int], Stats]) -> dict[int, str]:
 
 
 def format_stats(s: Stats) -> str:
-    """``98.10 ± 0.21 (97.90–98.30)`` in percent."""
+    """``98.10 ± 0.21 (97.90–98.30)`` in percent; one run is its value alone, ``98.10``."""
+    if s.runs == 1:
+        return f"{100 * s.mean:.2f}"
     return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} ({100 * s.min:.2f}–{100 * s.max:.2f})"
 
 

@@ -1,4 +1,4 @@
-"""``stnlab data``: make, inspect and picture Cluttered MNIST ``.npz`` files."""
+"""``stnlab data``: make, fetch, inspect and picture Cluttered MNIST ``.npz`` files."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 from stnlab.cli import CommandError
 
-HELP = "make, inspect and show Cluttered MNIST data sets"
+HELP = "make, fetch, inspect and show Cluttered MNIST data sets"
 _VARIANT_NAMES = "40x40, 60x60, rotated, rts, projective, elastic"  # checked in run()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Attach the ``make``, ``info`` and ``show`` subcommands."""
+    """Attach the ``make``, ``fetch``, ``info`` and ``show`` subcommands."""
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     make = sub.add_parser("make", help="generate a data set and save it as .npz")
@@ -33,6 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make.add_argument("--patches", type=int, help="number of clutter patches")
     make.add_argument("--patch-size", type=int, help="side of a clutter patch in pixels")
     make.set_defaults(_action=_make)
+
+    fetch = sub.add_parser(
+        "fetch", help="download a published data set (checked by SHA-256, cached) or list them"
+    )
+    fetch.add_argument("name", nargs="?", help="the set to fetch; omit it to list the known sets")
+    fetch.add_argument("--list", action="store_true", help="list the known sets and exit")
+    fetch.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where fetched files are kept (default: $STNLAB_CACHE/published, "
+        "else ~/.cache/stnlab/published)",
+    )
+    fetch.set_defaults(_action=_fetch)
 
     info = sub.add_parser("info", help="print splits, shapes and class counts of a .npz")
     info.add_argument("path", type=Path)
@@ -76,11 +89,33 @@ def _make(args: argparse.Namespace) -> int:
         **overrides,
     )
     save(ds, args.out)
-    h, w = ds.image_size
-    counts = "/".join(str(len(ds.split(s)[1])) for s in ("train", "valid", "test"))
-    what = f"variant {args.variant}, {h}x{w} images, train/valid/test {counts}"
-    print(f"wrote {args.out}: {what}, seed {args.seed}")
+    print(f"wrote {args.out}: variant {args.variant}, {_describe(ds)}, seed {args.seed}")
     return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    """``stnlab data fetch``: download (or find in the cache), check and load a published set."""
+    from stnlab.data import PUBLISHED, load
+    from stnlab.data.published import fetch_published, is_fetched, published_path
+
+    if args.list or args.name is None:
+        for name, entry in PUBLISHED.items():
+            where = published_path(name, args.cache_dir)
+            state = f"cached at {where}" if is_fetched(name, args.cache_dir) else "not fetched"
+            print(f"{name}: {entry.description}; {entry.size / 1e6:.1f} MB, {state}")
+        return 0
+    path = fetch_published(args.name, args.cache_dir)
+    print(f"{args.name}: {path}, {_describe(load(path))}")
+    return 0
+
+
+def _describe(ds) -> str:
+    """``40x40 images, train/valid/test 10000/1000/1000``."""
+    from stnlab.data import SPLITS
+
+    h, w = ds.image_size
+    counts = "/".join(str(len(ds.split(name)[1])) for name in SPLITS)
+    return f"{h}x{w} images, {'/'.join(SPLITS)} {counts}"
 
 
 def _info(args: argparse.Namespace) -> int:

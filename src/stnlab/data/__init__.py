@@ -13,9 +13,11 @@ from stnlab.data.errors import DataError
 from stnlab.data.idx import read_idx, write_idx
 from stnlab.data.io import load, save
 from stnlab.data.make import make_dataset
+from stnlab.data.published import PUBLISHED, fetch_published, published_path
 from stnlab.data.sources import SOURCES, Digits, Pools, load_pools
 
 __all__ = [
+    "PUBLISHED",
     "SOURCES",
     "SPLITS",
     "VARIANTS",
@@ -24,11 +26,13 @@ __all__ = [
     "Digits",
     "Pools",
     "Variant",
+    "fetch_published",
     "get_variant",
     "load",
     "load_pools",
     "make_cluttered",
     "make_dataset",
+    "published_path",
     "read_idx",
     "save",
     "write_idx",

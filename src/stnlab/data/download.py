@@ -1,10 +1,11 @@
-"""Fetch the MNIST IDX archives from public mirrors into a cache, checked by SHA-256.
+"""Verified downloads into a cache: the MNIST IDX archives and the published data sets.
 
-A file is trusted only if its SHA-256 is in :data:`SHA256`; a name with no known
-checksum is refused rather than downloaded unchecked. Downloads stream into a
-temporary file beside the target and are renamed into place only after the size
-and checksum match, so a killed or broken transfer never leaves a file that a
-later run would trust.
+A file is trusted only if its SHA-256 matches a checksum known in advance; a name
+with no known checksum is refused rather than downloaded unchecked. Downloads stream
+into a temporary file beside the target and are renamed into place only after the
+size and checksum match, so a killed or broken transfer never leaves a file that a
+later run would trust. :func:`fetch_verified` is the one implementation; :func:`fetch`
+(MNIST mirrors) and :mod:`stnlab.data.published` build their URLs and call it.
 """
 
 from __future__ import annotations
@@ -44,14 +45,23 @@ SHA256: dict[str, str] = {
 }
 
 _CHUNK = 1 << 16
+_MNIST_HINT = (
+    " (offline? put the four MNIST IDX files in a directory and pass it with"
+    " --source-dir, or data.source_dir in an experiment config)"
+)
+
+
+def cache_root() -> Path:
+    """``$STNLAB_CACHE``, else ``$XDG_CACHE_HOME/stnlab``, else ``~/.cache/stnlab``."""
+    if os.environ.get("STNLAB_CACHE"):
+        return Path(os.environ["STNLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stnlab"
 
 
 def default_cache_dir() -> Path:
-    """``$STNLAB_CACHE/mnist``, else ``$XDG_CACHE_HOME/stnlab/mnist``, else ``~/.cache/...``."""
-    if os.environ.get("STNLAB_CACHE"):
-        return Path(os.environ["STNLAB_CACHE"]) / "mnist"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stnlab" / "mnist"
+    """Where downloaded MNIST archives are kept: ``cache_root() / "mnist"``."""
+    return cache_root() / "mnist"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -63,27 +73,80 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _stream(url: str, out, timeout: float) -> str:
+def is_verified(path: Path, sha256: str, size: int | None = None) -> bool:
+    """Whether ``path`` exists with the expected size (when known) and SHA-256."""
+    if not path.is_file() or (size is not None and path.stat().st_size != size):
+        return False
+    return sha256_of(path) == sha256
+
+
+def _stream(url: str, out, size: int | None, timeout: float) -> str:
     """Copy ``url`` into the open file ``out``; returns the SHA-256 of what was written."""
+    from tqdm.auto import tqdm
+
     digest = hashlib.sha256()
     received = 0
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        length = resp.headers.get("Content-Length")
-        for chunk in iter(lambda: resp.read(_CHUNK), b""):
-            digest.update(chunk)
-            out.write(chunk)
-            received += len(chunk)
-    if length is not None and received != int(length):
+        header = resp.headers.get("Content-Length")
+        length = int(header) if header is not None else size
+        if size is not None and length != size:
+            raise DataError(f"server announces {length} bytes, expected {size}")
+        name = url.rsplit("/", 1)[-1]
+        with tqdm(
+            total=length, unit="B", unit_scale=True, desc=name, leave=False, disable=None
+        ) as bar:
+            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if length is not None and received != length:
         raise DataError(f"transfer broken: got {received} of {length} bytes")
     return digest.hexdigest()
 
 
-def _download(url: str, target: Path, expected: str, timeout: float) -> None:
+def _download(url: str, target: Path, sha256: str, size: int | None, timeout: float) -> None:
     """Download ``url`` to ``target`` atomically, or raise and leave nothing behind."""
     with atomic_write(target) as out:
-        got = _stream(url, out, timeout)
-        if got != expected:
-            raise DataError(f"checksum mismatch: sha256 {got}, expected {expected}")
+        got = _stream(url, out, size, timeout)
+        if got != sha256:
+            raise DataError(f"checksum mismatch: sha256 {got}, expected {sha256}")
+
+
+def fetch_verified(
+    urls: Sequence[str],
+    target: str | os.PathLike,
+    sha256: str,
+    *,
+    size: int | None = None,
+    timeout: float = 30.0,
+    what: str | None = None,
+    hint: str = "",
+) -> Path:
+    """Return ``target`` holding the bytes with ``sha256``, downloading them if it does not yet.
+
+    A cached file that passes the check is used without any request; one that fails it is
+    replaced. Each URL is tried in turn; when none works (for example offline) a
+    :class:`DataError` names ``what`` (default: the file name), ``hint`` and every failure.
+
+    Example:
+        >>> fetch_verified(["https://example.org/a.npz"], "a.npz", "9f86...")  # doctest: +SKIP
+        PosixPath('a.npz')
+    """
+    target = Path(target)
+    if is_verified(target, sha256, size):
+        return target
+    failures = []
+    for url in urls:
+        try:
+            _download(url, target, sha256, size, timeout)
+            return target
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            failures.append(f"{url}: {reason}")
+    stale = f"; the cached {target} fails its checksum" if target.exists() else ""
+    name = what or target.name
+    raise DataError(f"could not download {name}{hint}: " + "; ".join(failures) + stale)
 
 
 def fetch(
@@ -94,11 +157,10 @@ def fetch(
     checksums: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """Return the path of a verified copy of ``name`` in ``cache_dir``, downloading it if needed.
+    """Return the path of a verified copy of the MNIST archive ``name`` in ``cache_dir``.
 
-    Tries each mirror in turn; raises :class:`DataError` naming every failure when none
-    works (for example when offline). ``mirrors`` and ``checksums`` default to
-    :data:`MIRRORS` and :data:`SHA256`.
+    Downloads it from the first mirror that works if the cache has no good copy.
+    ``mirrors`` and ``checksums`` default to :data:`MIRRORS` and :data:`SHA256`.
 
     Example:
         >>> fetch("t10k-labels-idx1-ubyte.gz")  # doctest: +SKIP
@@ -110,21 +172,5 @@ def fetch(
     if expected is None:
         raise DataError(f"{name}: no known SHA-256 checksum, refusing to download it unchecked")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / name
-    if target.exists() and sha256_of(target) == expected:
-        return target
-    failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + name
-        try:
-            _download(url, target, expected, timeout)
-            return target
-        except (urllib.error.URLError, http.client.HTTPException, OSError, DataError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            failures.append(f"{url}: {reason}")
-    hint = (
-        " (offline? put the four MNIST IDX files in a directory and pass it with"
-        " --source-dir, or data.source_dir in an experiment config)"
-    )
-    raise DataError(f"could not download {name}{hint}: " + "; ".join(failures))
+    urls = [mirror.rstrip("/") + "/" + name for mirror in mirrors]
+    return fetch_verified(urls, cache / name, expected, timeout=timeout, hint=_MNIST_HINT)
