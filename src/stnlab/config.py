@@ -357,7 +357,8 @@ class ModelConfig(_Config):
         known = [f.name for f in fields(Widths)]
         for k in self.widths:
             self.require(k in known, "widths", f": unknown width {k!r}; known: {', '.join(known)}")
-        self.layers()  # checks the widths
+        layers = self.layers()  # checks the widths and gives them their types
+        self.widths = {k: getattr(layers, k) for k in self.widths}
 
     def layers(self) -> Widths:
         """The layer sizes: the ``size`` preset with ``widths`` replaced."""
@@ -371,7 +372,14 @@ class ModelConfig(_Config):
     def from_dict(cls, values: dict[str, Any], where: str | None = None) -> ModelConfig:
         """Also reads the flat form of run folders written before the widths had a key."""
         if isinstance(values, dict):
-            flat = {k: v for k, v in values.items() if k in {f.name for f in fields(Widths)}}
+            widths, known = [f.name for f in fields(Widths)], [f.name for f in fields(cls)]
+            for k in values:
+                if k not in known and k not in widths:
+                    raise ConfigError(
+                        f"unknown key {k!r} in {where or cls.SECTION}; known: "
+                        f"{', '.join(known)}, or a width: {', '.join(widths)}"
+                    )
+            flat = {k: v for k, v in values.items() if k in widths}
             values = {k: v for k, v in values.items() if k not in flat}
             values = {**values, "widths": {**flat, **values.get("widths", {})}} if flat else values
         return super().from_dict(values, where)

@@ -213,9 +213,10 @@ def run_experiment(
     from stnlab.training import resolve_device
 
     t0 = time.perf_counter()
-    if workers is not None or device is not None:  # checked as the config's own fields
-        train = replace(config.train, device=device or config.train.device)
-        config = replace(config, workers=workers or config.workers, train=train)
+    if workers is not None:  # checked as the config's own fields
+        config = replace(config, workers=workers)
+    if device is not None:
+        config = replace(config, train=replace(config.train, device=device))
     folder, jobs = ExperimentDir(out), plan(config)
     workers = min(config.workers, len(jobs))
     device = resolve_device(config.train.device)
@@ -304,7 +305,8 @@ def _longest_first(config: ExperimentConfig, jobs: list[Job], specs: list[dict])
     """Jobs and specs ordered by a cost guess (epochs × parameters), so workers end together."""
     from stnlab import models
 
-    size = {m: models.count_parameters(models.create(config.model, name=m)) for m in config.models}
+    size = {m: models.count_parameters(models.create(replace(config.model, name=m)))
+            for m in config.models}  # fmt: skip
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].epochs * size[jobs[i].model])
     return [jobs[i] for i in order], [specs[i] for i in order]
 
