@@ -111,9 +111,12 @@ class ExperimentDir:
             raise RunFolderError(f"{self.path} has no {RESULTS} "
                                  f"(run `stnlab experiment --out {self.path}` first)")  # fmt: skip
         try:
-            lines = path.read_text().splitlines()
+            text = path.read_text()
         except UnicodeDecodeError:
             raise RunFolderError(f"{path} is not text; {_RERUN}") from None
+        if not text.endswith("\n"):
+            raise RunFolderError(f"{path} is cut short (no newline at its end); {_RERUN}")
+        lines = text.splitlines()
         reader = csv.DictReader(lines, strict=True)
         try:
             if tuple(reader.fieldnames or ()) != (*RESULT_COLUMNS, "run"):

@@ -245,6 +245,8 @@ class RunDir:
     def check_metrics(self, size: int) -> None:
         """Check that metrics.jsonl starts with ``size`` bytes of whole records (the lines a
         checkpoint covers)."""
+        if not self.file(METRICS).is_file():
+            raise self.damaged(METRICS, f"is missing, but {CHECKPOINT} covers {size} bytes of it")
         if self.metrics_bytes() < size:
             raise self.damaged(METRICS, f"is shorter than the {size} bytes that {CHECKPOINT} "
                                "recorded: lines of saved epochs are lost")  # fmt: skip
