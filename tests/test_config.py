@@ -67,6 +67,7 @@ CHANGES = {
     "model": {"name": "cnn", "size": "small", "transform": "tps", "widths": {"hidden": 7},
               "steps": 3, "in_channels": 3, "in_size": 28, "num_classes": 5},
     "train": {"epochs": 7, "batch_size": 50, "lr": 0.5, "loc_lr": 0.1, "weight_decay": 0.1,
+              "label_smoothing": 0.1,
               "schedule": "step", "seed": 4, "eval_every": 3, "eval_at": (1,),
               "device": "cpu", "amp": True, "compile": True, "threads": 1},
     "data": {"path": "x.npz", "variant": "60x60", "source": "mnist", "seed": 3,

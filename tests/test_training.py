@@ -74,6 +74,40 @@ def test_precision_is_off_on_cpu_unless_asked_and_then_bfloat16():
     assert not Precision.of(TrainConfig(amp=False), cpu).enabled
 
 
+def _smoothed_loss(logits: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Label smoothing as its formula: the target is (1 - eps) one-hot + eps uniform."""
+    logp = logits.double().log_softmax(1)  # (N, K)
+    return -((1 - eps) * logp[torch.arange(len(y)), y] + eps * logp.mean(1)).mean()
+
+
+def test_loss_with_label_smoothing_is_the_formula():
+    torch.manual_seed(0)
+    logits, y = 3 * torch.randn(16, 10), torch.randint(0, 10, (16,))
+    for eps in (0.0, 0.1, 0.5):
+        got = training.loss(logits, y, TrainConfig(label_smoothing=eps))
+        assert got.item() == pytest.approx(_smoothed_loss(logits, y, eps).item(), rel=1e-6)
+    with pytest.raises(ConfigError, match=r"train.label_smoothing must be in \[0, 1\), got 1.0"):
+        TrainConfig(label_smoothing=1)
+
+
+def test_training_minimises_the_smoothed_loss(tiny_data):
+    # With a vanishing learning rate, the first epoch's recorded loss is the loss of the
+    # initial model (no dropout, no BatchNorm in tf-example) over that epoch's batches.
+    model = ModelConfig("cnn", size="tf-example", widths={"dropout": 0.0})
+    torch.manual_seed(0)
+    init = models.create(model)
+    idx = training.epoch_batches(len(tiny_data.y_train), 200, seed=0, epoch=1).reshape(-1)
+    with torch.no_grad():
+        logits = init(tiny_data.x_train[idx])
+    for eps in (0.0, 0.9):  # near-uniform logits at init: the losses differ by ~3e-4
+        seen: list[dict] = []
+        run = RunConfig(model, TrainConfig(epochs=1, lr=1e-12, label_smoothing=eps, threads=1))
+        train(run, tiny_data, progress=False, on_record=[seen.append])
+        want, other = (_smoothed_loss(logits, tiny_data.y_train[idx], e) for e in (eps, 0.9 - eps))
+        assert seen[0]["loss"] == pytest.approx(want.item(), rel=1e-6)
+        assert seen[0]["loss"] != pytest.approx(other.item(), rel=1e-5)
+
+
 def test_bad_data_for_the_config(tiny_data):
     with pytest.raises(ConfigError, match="more than the 400 training images"):
         train(run_config(batch_size=500), tiny_data, progress=False)

@@ -441,6 +441,8 @@ class TrainConfig(_Config):
     loc_lr: float | None = option(None, "learning rate of the localization networks "
                                   "(default: --lr)", decides=True)  # fmt: skip
     weight_decay: float = option(0.0, "Adam's L2 penalty", decides=True)
+    label_smoothing: float = option(0.0, "mix each target with the uniform distribution by "
+                                    "this much (0: plain cross-entropy)", decides=True)  # fmt: skip
     schedule: str = option("constant", "how the learning rate changes over the run: cosine "
                            "falls to 0, step is x0.1 at 50% and 75%", decides=True,
                            choices=SCHEDULES, noun="schedule")  # fmt: skip
@@ -461,6 +463,8 @@ class TrainConfig(_Config):
         self.positive("epochs", "batch_size", "lr", "loc_lr", "threads")
         self.require(self.weight_decay >= 0, "weight_decay",
                      f"must be non-negative, got {self.weight_decay}")  # fmt: skip
+        self.require(0 <= self.label_smoothing < 1, "label_smoothing",
+                     f"must be in [0, 1), got {self.label_smoothing}")  # fmt: skip
         self.require(self.eval_every >= 0, "eval_every",
                      f"must be 0 or positive, got {self.eval_every}")  # fmt: skip
         bad = [e for e in self.eval_at if not 1 <= e <= self.epochs]

@@ -103,8 +103,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 
 
 def loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The training loss of a batch: mean cross-entropy of logits (N, K) in float32."""
-    return F.cross_entropy(logits.float(), labels)
+    """The training loss of a batch: mean cross-entropy of logits (N, K) in float32, with
+    ``cfg.label_smoothing`` of each target spread over all classes."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
