@@ -12,7 +12,6 @@ from stnlab.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
-    decisive,
 )
 from stnlab.errors import ConfigError
 
@@ -101,7 +100,7 @@ def test_only_the_fields_that_decide_a_result_make_a_run_differ(key):
 def test_widths_are_compared_as_built():
     # The same layers, once as a preset and once spelled out: not a different run.
     spelled = ModelConfig(size="small", widths=ModelConfig(size="small").to_dict()["widths"])
-    assert decisive(spelled) == decisive(ModelConfig(size="small"))
+    assert spelled.decisive() == ModelConfig(size="small").decisive()
     assert (
         RunConfig(model=spelled).differences(RunConfig(ModelConfig(size="small")).to_dict()) == []
     )
@@ -111,7 +110,7 @@ def test_a_run_config_round_trips_through_plain_values():
     run = RunConfig(ModelConfig("icstn", size="small", widths={"hidden": 9}, in_size=(24, 32)),
                     TrainConfig(epochs=3, loc_lr=1e-4), DataConfig(variant="rts"))  # fmt: skip
     again = RunConfig.from_dict(run.to_dict())
-    assert decisive(again) == decisive(run) and again.train == run.train
+    assert again.decisive() == run.decisive() and again.train == run.train
 
 
 def test_model_config_reads_the_flat_form_of_older_run_folders():

@@ -11,7 +11,7 @@ from conftest import records_without_times, weights_equal
 
 from stnlab import models, training
 from stnlab.atomic import atomic_write
-from stnlab.config import ModelConfig, RunConfig, TrainConfig, decisive
+from stnlab.config import ModelConfig, RunConfig, TrainConfig
 from stnlab.errors import ConfigError, RunFolderError, TrainingDivergedError
 from stnlab.evaluation import Evaluation, evaluate
 from stnlab.rundir import Checkpoint, RunDir
@@ -165,7 +165,7 @@ def test_train_writes_a_complete_run_folder(tiny_data, tmp_path):
     assert res.summary["test_accuracy"] == res.evaluations[2]["test"].accuracy
 
     saved = out.run_config()
-    assert decisive(saved.model) == decisive(res.model.config) and saved.train.epochs == 2
+    assert saved.model.decisive() == res.model.config.decisive() and saved.train.epochs == 2
     assert saved.train.device == "cpu" and saved.train.amp is False  # as the run resolved them
     records = out.records()
     assert records == seen  # one stream: the callbacks get exactly the metrics.jsonl lines

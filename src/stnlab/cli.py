@@ -20,9 +20,10 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from stnlab import __version__
-from stnlab.errors import ConfigError, UserError
+from stnlab.errors import CommandError, ConfigError, UserError
 
-__all__ = ["add_options", "build_parser", "given", "main"]
+# CommandError is re-exported for command modules that raise it (from stnlab.cli import ...).
+__all__ = ["CommandError", "add_options", "build_parser", "given", "main"]
 
 
 def _flag_type(hint: Any) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """A run's configuration, torch-free: the study's vocabulary and one dataclass per concern.
 
-Every option is a dataclass field declared once, with :func:`option`: its default, its
-help text (which becomes the CLI's ``--help``) and whether it *decides a result* (a run
-with another value computes other numbers). The CLI flags, experiment files, resume and
-budget reuse all read these declarations; nothing repeats them. Importing this module
-does not import torch, so ``stnlab --help`` stays fast.
+Every option is a dataclass field declared once, with :func:`stnlab.options.option`: its
+default, its help text (which becomes the CLI's ``--help``) and whether it *decides a
+result* (a run with another value computes other numbers). The CLI flags, experiment
+files, resume and budget reuse all read these declarations; nothing repeats them.
+Importing this module does not import torch, so ``stnlab --help`` stays fast.
 
 Example:
     >>> TrainConfig(lr=-1)
@@ -17,15 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import json
-import types
-import typing
-from collections.abc import Callable, Iterable
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stnlab.errors import ConfigError
+from stnlab.options import Config, flatten, option, plain
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -48,8 +45,6 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "Widths",
-    "decisive",
-    "option",
 ]
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -93,40 +88,6 @@ REPORT_SAMPLES = 8  # test images in the report's sampled-STN figure
 # ----------------------------------------------------------------------------- declaring fields
 
 
-def option(
-    default: Any = MISSING,
-    help: str = "",
-    *,
-    decides: bool = False,
-    choices: Iterable[str] = (),
-    more: Callable[[], Iterable[str]] | None = None,
-    noun: str | None = None,
-    flag: str | None = None,
-    cli: bool = True,
-    factory: Callable[[], Any] | None = None,
-) -> Any:
-    """A config field: its default, help text and role, declared once.
-
-    Args:
-        default: the default value (or ``factory`` for a mutable one).
-        help: one line for ``--help`` and the docs.
-        decides: the field decides a run's numbers (resume, reuse and "this folder holds
-            another config" compare exactly these fields).
-        choices: the known names (every element, for a tuple field); checked when the
-            config is made and listed in ``--help``.
-        more: names known only at run time (e.g. models registered by the user), asked
-            only for a value that is not in ``choices``.
-        noun: what a value is called in messages (``unknown schedule 'x'``).
-        flag: the CLI flag without dashes when it is not the field name (``data-seed``).
-        cli: whether the field is a command-line flag at all.
-    """
-    meta = {"help": help, "decides": decides, "choices": tuple(choices), "more": more,
-            "noun": noun, "flag": flag, "cli": cli}  # fmt: skip
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 def _registered_models() -> list[str]:
     """Every model name, user-registered ones included (imports stnlab.models, so torch)."""
     from stnlab import models
@@ -140,147 +101,11 @@ def _known_transforms() -> list[str]:
     return transforms.names()
 
 
-def _kind(hint: Any) -> str:
-    """How a message names the type ``hint``: ``an integer``, ``a list of numbers``..."""
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    if hint in names:
-        return names[hint]
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join("none" if a is type(None) else _kind(a) for a in args)
-    if typing.get_origin(hint) is tuple:
-        n = "" if args[-1] is Ellipsis else f"{len(args)} "
-        return f"a list of {n}{_kind(args[0]).split(' ', 1)[-1]}s"
-    return "a table" if typing.get_origin(hint) is dict else getattr(hint, "__name__", str(hint))
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as type ``hint`` (lists become tuples, ints floats), or a ConfigError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-    elif origin is tuple and isinstance(value, (list, tuple)):
-        each = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
-        if len(each) == len(value):
-            return tuple(_coerce(v, h, key) for v, h in zip(value, each, strict=True))
-    elif origin is dict and isinstance(value, dict):
-        return dict(value)
-    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif (
-        isinstance(hint, type)
-        and isinstance(value, hint)
-        and not (
-            hint is int and isinstance(value, bool)  # True is no epoch count
-        )
-    ):
-        return value
-    raise ConfigError(f"{key} must be {_kind(hint)}, got {value!r}", key)
-
-
-def _check_choice(value: Any, f: Field, key: str) -> None:
-    """Refuse a name that is neither in the field's ``choices`` nor in its ``more()``."""
-    choices, more = f.metadata.get("choices"), f.metadata.get("more")
-    for name in value if isinstance(value, tuple) else (value,):
-        if choices and name not in choices:
-            known = list(more()) if more is not None else list(choices)
-            if name not in known:
-                noun = f.metadata.get("noun") or f.name
-                raise ConfigError(f"{key}: unknown {noun} {name!r}; known: {', '.join(known)}", key)
-
-
-def _plain(value: Any) -> Any:
-    """JSON/TOML-able values: tuples become lists, dataclasses dicts."""
-    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value))
-
-
-class _Config:
-    """Shared by the config dataclasses: types and names checked, then the class's ``check``."""
-
-    SECTION: ClassVar[str] = ""  # how keys are named in messages: train.lr
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            key = self.key(f.name)
-            value = _coerce(getattr(self, f.name), hints[f.name], key)
-            _check_choice(value, f, key)
-            object.__setattr__(self, f.name, value)
-        self.check()
-
-    def check(self) -> None:
-        """Rules beyond each field's type and names (override)."""
-
-    def key(self, name: str) -> str:
-        return f"{self.SECTION}.{name}" if self.SECTION else name
-
-    def require(self, ok: bool, name: str, problem: str) -> None:
-        """Raise ``ConfigError("train.lr must be positive, got -1")`` unless ``ok``."""
-        if not ok:
-            sep = "" if problem.startswith(":") else " "
-            raise ConfigError(f"{self.key(name)}{sep}{problem}", self.key(name))
-
-    def positive(self, *names: str) -> None:
-        for name in names:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                self.require(False, name, f"must be positive, got {value:g}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values."""
-        return _plain(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str | None = None):
-        """A config from plain values; an unknown key is an error naming ``where``."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where or cls.SECTION} must be a table of keys, got {values!r}")
-        known = [f.name for f in fields(cls)]
-        for k in values:
-            if k not in known:
-                raise ConfigError(
-                    f"unknown key {k!r} in {where or cls.SECTION}; known: {', '.join(known)}"
-                )
-        return cls(**values)
-
-
-def decisive(config: Any) -> dict[str, Any]:
-    """The fields of a config that decide a result, nested configs included."""
-    out = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if is_dataclass(value):
-            out[f.name] = decisive(value)
-        elif f.metadata.get("decides"):
-            out[f.name] = _plain(value)
-    if isinstance(config, ModelConfig):
-        out["widths"] = _plain(config.layers())  # as built: a preset may change later
-    return out
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 # ----------------------------------------------------------------------------- the model
 
 
 @dataclass(frozen=True)
-class Widths(_Config):
+class Widths(Config):
     """Layer sizes of a model: the classifier CNN and every localization network."""
 
     SECTION: ClassVar[str] = "model.widths"
@@ -325,7 +150,7 @@ SIZES: dict[str, Widths] = {
 
 
 @dataclass
-class ModelConfig(_Config):
+class ModelConfig(Config):
     """A model: its design, layer sizes and the images it takes (see :mod:`stnlab.models`)."""
 
     SECTION: ClassVar[str] = "model"
@@ -364,9 +189,13 @@ class ModelConfig(_Config):
         """The layer sizes: the ``size`` preset with ``widths`` replaced."""
         return replace(SIZES[self.size], **self.widths)
 
+    def decisive(self) -> dict[str, Any]:
+        """The fields that decide a result, with the widths as built (a preset may change)."""
+        return {**super().decisive(), "widths": plain(self.layers())}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values with the widths resolved, so the model can be rebuilt as it was."""
-        return {**_plain(self), "widths": _plain(self.layers())}
+        return {**plain(self), "widths": plain(self.layers())}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str | None = None) -> ModelConfig:
@@ -389,7 +218,7 @@ class ModelConfig(_Config):
 
 
 @dataclass
-class DataConfig(_Config):
+class DataConfig(Config):
     """The data: a saved ``.npz`` (``path``), or else generated from ``variant`` and ``source``."""
 
     SECTION: ClassVar[str] = "data"
@@ -429,7 +258,7 @@ class DataConfig(_Config):
 
 
 @dataclass
-class TrainConfig(_Config):
+class TrainConfig(Config):
     """How a model trains: Adam on full batches, evaluations, the device it runs on."""
 
     SECTION: ClassVar[str] = "train"
@@ -482,7 +311,7 @@ class TrainConfig(_Config):
 
 
 @dataclass
-class RunConfig(_Config):
+class RunConfig(Config):
     """One training run: the model, how it trains, and the data it learns from."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -504,8 +333,8 @@ class RunConfig(_Config):
     def differences(self, saved: dict[str, Any]) -> list[str]:
         """``key: saved -> now`` for each field that decides a result and differs from ``saved``
         (a :meth:`to_dict` of another run)."""
-        before = _flatten(decisive(RunConfig.from_dict(saved)))
-        now = _flatten(decisive(self))
+        before = flatten(RunConfig.from_dict(saved).decisive())
+        now = flatten(self.decisive())
         return [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v]
 
 
@@ -513,7 +342,7 @@ class RunConfig(_Config):
 
 
 @dataclass
-class ExperimentConfig(_Config):
+class ExperimentConfig(Config):
     """Models × epoch budgets × seeds on one data set; checked as a whole before any training.
 
     ``iterations`` (per epoch) is a check, not a knob: an epoch is one pass over the
@@ -573,7 +402,7 @@ class ExperimentConfig(_Config):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, without the run keys that the experiment sets itself."""
-        d = _plain(self)
+        d = plain(self)
         for section, keys in self.SET_HERE.items():
             d[section] = {k: v for k, v in d[section].items() if k not in keys}
         return d

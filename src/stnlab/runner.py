@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stnlab import results
-from stnlab.config import ExperimentConfig, RunConfig, decisive
+from stnlab.config import ExperimentConfig, RunConfig
 from stnlab.errors import ConfigError
 from stnlab.expdir import ExperimentDir
 from stnlab.rundir import CHECKPOINT, METRICS
@@ -181,7 +181,7 @@ def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]
 def _check_out(config: ExperimentConfig, out: ExperimentDir) -> None:
     """Refuse a folder that holds an experiment on other data: its runs would be mixed up."""
     record = out.record()
-    if record is not None and decisive(record["data"]) != decisive(config.data):
+    if record is not None and record["data"].decisive() != config.data.decisive():
         raise ConfigError(f"{out.path} holds an experiment on other data "
                           f"({record['data'].describe()}); choose another --out")  # fmt: skip
 
@@ -213,10 +213,7 @@ def run_experiment(
     from stnlab.training import resolve_device
 
     t0 = time.perf_counter()
-    if workers is not None:  # checked as the config's own fields
-        config = replace(config, workers=workers)
-    if device is not None:
-        config = replace(config, train=replace(config.train, device=device))
+    config = _override(config, workers, device)
     folder, jobs = ExperimentDir(out), plan(config)
     workers = min(config.workers, len(jobs))
     device = resolve_device(config.train.device)
@@ -233,18 +230,31 @@ def run_experiment(
         log(line)
     specs = [{"run": runs[j.name], "out_dir": str(folder.run(j.name).path),
               "data_path": str(data_path), "progress": progress} for j in todo]  # fmt: skip
-    if workers == 1 or len(todo) <= 1:
-        for i, (job, spec) in enumerate(zip(todo, specs, strict=True)):
-            log(f"[{i + 1}/{len(todo)}] {job.name}: {job.epochs} epochs")
-            _log_done(job, _run_job(spec), folder, log)
-    else:
-        order = _longest_first(config, todo, specs)
-        _run_parallel(*order, workers, sum(done.values()), folder, progress, log)
+    _train_jobs(config, folder, todo, specs, workers, sum(done.values()), progress, log)
     rows = collect_rows(folder, jobs)
     _write_outcome(config, folder, rows)
     trained = [job.name for job in todo]
     return ExperimentResult(folder.path, jobs, trained, skipped, rows, reuses_budgets(config),
                             time.perf_counter() - t0)  # fmt: skip
+
+
+def _override(config: ExperimentConfig, workers: int | None, device: str | None):
+    """``config`` with the caller's workers and device, checked as the config's own fields."""
+    if workers is not None:
+        config = replace(config, workers=workers)
+    if device is not None:
+        config = replace(config, train=replace(config.train, device=device))
+    return config
+
+
+def _train_jobs(config, folder, todo, specs, workers, done, progress, log) -> None:
+    """Train the jobs left, in this process or in ``workers`` worker processes."""
+    if workers == 1 or len(todo) <= 1:
+        for i, (job, spec) in enumerate(zip(todo, specs, strict=True)):
+            log(f"[{i + 1}/{len(todo)}] {job.name}: {job.epochs} epochs")
+            _log_done(job, _run_job(spec), folder, log)
+    else:
+        _run_parallel(*_longest_first(config, todo, specs), workers, done, folder, progress, log)
 
 
 def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows) -> None:

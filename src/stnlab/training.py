@@ -41,6 +41,7 @@ from stnlab.evaluation import Evaluation, evaluate
 from stnlab.rundir import CHECKPOINT, Checkpoint, Predictions, RunDir
 
 __all__ = [
+    "Precision",
     "Record",
     "TrainResult",
     "epoch_batches",
