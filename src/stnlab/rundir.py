@@ -24,13 +24,14 @@ import os
 from dataclasses import asdict, dataclass, fields
 from numbers import Real
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from stnlab.atomic import atomic_write
 from stnlab.config import SPLITS, ModelConfig, RunConfig
 from stnlab.errors import ConfigError, RunFolderError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "CHECKPOINT",
@@ -94,7 +95,7 @@ class Predictions:
 
     def at(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(predictions (N,), confidence (N,)) after ``epoch``."""
-        where = np.flatnonzero(self.epochs == epoch)
+        where = (self.epochs == epoch).nonzero()[0]
         if not len(where):
             raise KeyError(f"epoch {epoch} was not evaluated; evaluated: {self.epochs.tolist()}")
         return self.predictions[where[0]], self.confidence[where[0]]
@@ -332,12 +333,16 @@ class RunDir:
     # ------------------------------------------------------------------------- predictions
 
     def write_predictions(self, p: Predictions) -> None:
+        import numpy as np  # not at the top: `stnlab --help` imports this module
+
         arrays = {k: v for k, v in asdict(p).items() if v is not None}
         with atomic_write(self.file(PREDICTIONS)) as f:
             np.savez(f, **arrays)
 
     def predictions(self) -> Predictions:
         """predictions.npz, checked; a file of an older stnlab (final epoch only) reads too."""
+        import numpy as np
+
         path = self.file(PREDICTIONS)
         if not path.is_file():
             raise self.damaged(PREDICTIONS, "is missing")
