@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from stnlab import models
-from stnlab.training import TrainConfig, _optimizer
+from stnlab.config import TrainConfig
+from stnlab.training import _optimizer
 
 MODES = ("plain", "eager", "compiled")
 
@@ -33,7 +34,7 @@ def make_step(model, mode: str, x, y, batch: int):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         net = model
     else:  # as stnlab.training does: fused Adam, channels_last weights and data
-        opt = _optimizer(model, TrainConfig(model=model.config["name"]))
+        opt = _optimizer(model, TrainConfig())
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
         net = torch.compile(model) if mode == "compiled" else model

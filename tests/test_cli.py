@@ -60,15 +60,33 @@ def test_models_command_lists_every_model_with_equal_classifiers(capsys):
     assert totals["cnn"] == models.count_parameters(models.create("cnn", size="tf-example"))
 
 
-def test_models_command_rejects_an_unknown_size(capsys):
-    assert cli.main(["models", "--size", "huge"]) == 2
-    assert "unknown size 'huge'" in capsys.readouterr().err
+def test_models_command_rejects_an_unknown_size(fails_with):
+    fails_with(["models", "--size", "huge"], "unknown size 'huge'")
 
 
-def test_help_does_not_import_torch():
-    code = "import sys, stnlab.cli; stnlab.cli.build_parser(); print('torch' in sys.modules)"
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import stnlab.cli; stnlab.cli.build_parser()",
+        "import stnlab.config as c; c.ExperimentConfig(); c.RunConfig()",
+        "import stnlab.experiment as e; e.preset('seed')",
+    ],
+)
+def test_help_and_configs_do_not_import_torch(code):
+    code += "; import sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_user_error_is_one_line_with_exit_status_2(monkeypatch, fails_with):
+    from stnlab.commands import models as command
+    from stnlab.errors import DataError
+
+    def fail(args):
+        raise DataError("the file x.npz is truncated; make it again")
+
+    monkeypatch.setattr(command, "run", fail)
+    fails_with(["models"], "stnlab models: error: the file x.npz is truncated; make it again")
 
 
 def test_lazy_public_names():
@@ -78,10 +96,3 @@ def test_lazy_public_names():
     assert SpatialTransformer is Direct and callable(sample) and "affine" in transforms.names()
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = stnlab.nope
-
-
-def test_predict_command_offers_the_library_invert_modes():
-    from stnlab.commands import predict as command
-    from stnlab.predict import INVERT
-
-    assert command.INVERT == INVERT

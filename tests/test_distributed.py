@@ -11,26 +11,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import weights_equal
 
-from stnlab.checkpoint import load_weights
+from stnlab import models
+from stnlab.atomic import TEMPORARY
+from stnlab.config import RunConfig
 from stnlab.data import load, make_dataset, save
-from stnlab.training import TrainConfig, train
+from stnlab.rundir import RunDir
+from stnlab.training import train
 
-MODEL = {"size": "tf-example", "dropout": 0.0}  # no dropout: both set-ups draw the same batches
+pytestmark = pytest.mark.slow
+
+# No dropout: both set-ups draw the same batches.
+RUN = {"model": {"name": "cnn", "size": "tf-example", "widths": {"dropout": 0.0}},
+       "train": {"epochs": 3, "threads": 1}, "data": {}}  # fmt: skip
 
 # Each rank trains, then saves the weights it ended with (rank 0 also writes the run).
 RANK_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-    from safetensors.torch import save_file
+    from stnlab.config import RunConfig
     from stnlab.data import load
-    from stnlab.training import TrainConfig, train
+    from stnlab.rundir import RunDir
+    from stnlab.training import train
 
-    data_path, out, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    data_path, out, run = sys.argv[1], sys.argv[2], RunConfig.from_dict(json.loads(sys.argv[3]))
     rank = int(os.environ["RANK"])
-    res = train(TrainConfig(**kwargs), load(data_path), out_dir=out if rank == 0 else None,
-                progress=False)
-    save_file(res.model.state_dict(), f"{out}-rank{rank}.safetensors")
+    res = train(run, load(data_path), out_dir=out if rank == 0 else None, progress=False)
+    RunDir(f"{out}-rank{rank}").save_weights(res.model)
     """
 )
 
@@ -51,34 +59,39 @@ def data_file(tmp_path_factory) -> Path:
     return path
 
 
+def _rank_weights(out: Path, rank: int) -> dict:
+    """The weights rank ``rank`` ended with, in the model of the run in ``out``."""
+    model = models.create(RunDir(out).model_config())
+    RunDir(f"{out}-rank{rank}").load_weights(model)
+    return model.state_dict()
+
+
 def test_two_processes_match_one(tmp_path, data_file):
-    kwargs = {"model": "cnn", "model_kwargs": MODEL, "epochs": 3, "threads": 1}
     out = tmp_path / "ddp"
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    torchrun(str(script), str(data_file), str(out), json.dumps(kwargs))
+    torchrun(str(script), str(data_file), str(out), json.dumps(RUN))
 
-    w0 = load_weights(f"{out}-rank0.safetensors")
-    w1 = load_weights(f"{out}-rank1.safetensors")
-    assert all(torch.equal(w0[k], w1[k]) for k in w0), "ranks ended with different weights"
-    assert all(torch.equal(w0[k], v) for k, v in load_weights(out / "final.safetensors").items())
+    w0, w1 = (_rank_weights(out, r) for r in (0, 1))
+    assert weights_equal(w0, w1), "ranks ended with different weights"
+    assert weights_equal(w0, models.load(out).state_dict())
 
-    ddp = json.loads((out / "summary.json").read_text())
-    single = train(TrainConfig(**kwargs), load(data_file), progress=False)
+    ddp = RunDir(out).summary()
+    single = train(RunConfig.from_dict(RUN), load(data_file), progress=False)
     assert ddp["world_size"] == 2 and single.summary["world_size"] == 1
     # The same global batches and averaged gradients: equal up to float summation order.
     assert abs(ddp["test_accuracy"] - single.summary["test_accuracy"]) <= 0.02
     assert ddp["test_loss"] == pytest.approx(single.summary["test_loss"], rel=1e-3)
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(w0[k], v, atol=1e-3, rtol=1e-3)
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(s)["event"] for s in lines].count("train") == 3  # rank 0 logs once
+    events = [r["event"] for r in RunDir(out).records()]
+    assert events.count("train") == 3  # rank 0 logs once
 
 
 def test_torchrun_cli(tmp_path, data_file):
     out = tmp_path / "run"
     torchrun("-m", "stnlab", "train", "--data", str(data_file), "--model", "cnn", "--size",
              "tf-example", "--epochs", "2", "--threads", "1", "--out", str(out))  # fmt: skip
-    summary = json.loads((out / "summary.json").read_text())
+    summary = RunDir(out).summary()
     assert summary["world_size"] == 2 and summary["epochs"] == 2
-    assert not list(tmp_path.glob("run*/.*.tmp"))
+    assert not list(out.glob(f".*{TEMPORARY}"))  # no atomic write left a temporary behind

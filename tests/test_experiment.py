@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 from stnlab import experiment as ex
 from stnlab import runner
 from stnlab.cli import main
+from stnlab.errors import ConfigError
+from stnlab.expdir import RESULT_COLUMNS, ExperimentDir
 from stnlab.report import FIGURES, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,11 @@ def test_config_file_can_start_from_a_preset(tmp_path):
         ('[data]\npath = "nowhere.npz"', "does not exist"),
         ("seeds = []", "at least one seed"),
         ("budget = [1]", "unknown key 'budget'"),
-        ('[train]\nschedule = "linear"', "unknown train.schedule"),
+        ('[train]\nschedule = "linear"', "train.schedule: unknown schedule 'linear'"),
+        ('[train]\nlr = "fast"', "train.lr must be a number, got 'fast'"),
+        ("[train]\nepochs = 3", "train.epochs is set by budgets"),
+        ('[model]\nname = "stn"', "model.name is set by models"),
+        ("[model.widths]\nhidden = 0", "model.widths.hidden must be positive"),
         ("iterations = 7", "iterations per epoch"),
         ("budgets = [", "mine.toml"),
     ],
@@ -92,7 +97,7 @@ def test_config_file_can_start_from_a_preset(tmp_path):
 def test_bad_configs_are_rejected_before_training(tmp_path, capsys, text, message):
     path = tmp_path / "mine.toml"
     path.write_text('preset = "smoke"\n' + text + "\n")
-    with pytest.raises(ex.ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         ex.load_config(path)
     out = tmp_path / "out"
     assert main(["experiment", "--config", str(path), "--out", str(out)]) == 2
@@ -102,9 +107,9 @@ def test_bad_configs_are_rejected_before_training(tmp_path, capsys, text, messag
 
 
 def test_bad_preset_and_missing_config_file(tmp_path):
-    with pytest.raises(ex.ConfigError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         ex.preset("huge")
-    with pytest.raises(ex.ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         ex.load_config(tmp_path / "none.toml")
 
 
@@ -122,30 +127,28 @@ def test_smoke_end_to_end(smoke):
     config = ex.preset("smoke")
     assert result.reuse and "Budget reuse" in log
     assert result.trained == [j.name for j in runner.plan(config)] and not result.skipped
-    with open(out / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0])[:6] == [
-        "model",
-        "epochs",
-        "seed",
-        "valid_accuracy",
-        "test_accuracy",
-        "train_seconds",
-    ]
-    combos = {(r["model"], int(r["epochs"]), int(r["seed"])) for r in rows}
+    folder = ExperimentDir(out)
+    rows = folder.results()
+    assert list(rows[0]) == [*RESULT_COLUMNS, "run"]
+    assert [r["run"] for r in rows] == [r["run"] for r in result.rows]
+    assert [r["test_accuracy"] for r in rows] == [r["test_accuracy"] for r in result.rows]
+    combos = {(r["model"], r["epochs"], r["seed"]) for r in rows}
     expected = {(m, b, s) for m in config.models for b in config.budgets for s in config.seeds}
     assert len(rows) == len(expected) and combos == expected
-    assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
-    summary = (out / "summary.md").read_text()
+    assert all(0 <= r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in rows)
+    summary = folder.summary_file().read_text()
     assert "| epochs | cnn | stn | mstn | best |" in summary
     assert all(f"| {b} |" in summary for b in config.budgets) and "±" in summary
     for job in result.jobs:  # every run in its own folder, as `stnlab train` leaves it
-        assert (out / "runs" / job.name / "summary.json").is_file()
+        run = folder.run(job.name)
+        assert run.is_finished() and run.run_config().model.name == job.model
+        evaluated = run.predictions().epochs.tolist()  # per-sample predictions at each
+        assert set(config.budgets) <= set(evaluated)  # budget, for significance tests
 
 
 def test_smoke_report_has_every_figure(smoke):
     out, _, _ = smoke
-    page = (out / "report.html").read_text()
+    page = ExperimentDir(out).file("report.html").read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(FIGURES) and all(len(i) > 5_000 for i in images)
     for name in FIGURES:
@@ -174,10 +177,11 @@ def test_resume_skips_finished_runs(smoke, tmp_path):
     src, first, _ = smoke
     out = tmp_path / "resumed"
     shutil.copytree(src, out)
-    shutil.rmtree(out / "runs" / "stn-s1")  # killed before this run finished...
-    (out / "runs" / "cnn-s0" / "summary.json").unlink()  # ...and this one while finishing
+    folder = ExperimentDir(out)
+    shutil.rmtree(folder.run("stn-s1").path)  # killed before this run finished...
+    folder.run("cnn-s0").file("summary.json").unlink()  # ...and this one while finishing
     for name in ("results.csv", "summary.md"):
-        (out / name).unlink()
+        folder.file(name).unlink()
     weights = [p for p in (out / "runs").glob("*/final.safetensors") if "cnn-s0" not in str(p)]
     kept = {p: p.stat().st_mtime_ns for p in weights}
     result, log = _run(ex.preset("smoke"), out)
@@ -194,17 +198,31 @@ def test_changed_config_in_the_same_folder_is_refused(smoke, tmp_path):
     src, _, _ = smoke
     out = tmp_path / "changed"
     shutil.copytree(src, out)
-    with pytest.raises(ex.ConfigError, match="holds a run of another config"):
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(train.lr: 0.002"):
         runner.run_experiment(ex.preset("smoke", train={"lr": 0.01}), out, log=lambda s: None)
-    with pytest.raises(ex.ConfigError, match="other data"):
+    with pytest.raises(ConfigError, match="other data"):
         runner.run_experiment(ex.preset("smoke", data={"seed": 5}), out, log=lambda s: None)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # What does not decide a result may change: the runs are reused as they are.
+    again, log = _run(ex.preset("smoke", train={"threads": 1, "eval_every": 2}), out)
+    assert again.trained == [] and "6 finished runs skipped" in log
 
 
-def test_parallel_workers(tmp_path):
-    config = ex.preset("smoke", models=["cnn"], budgets=[1])
-    result, log = _run(config, tmp_path, workers=2)
-    assert "in 2 worker processes" in log
-    assert sorted(result.trained) == ["cnn-s0", "cnn-s1"] and len(result.rows) == 2
+def test_parallel_workers_report_their_epochs(tmp_path, capsys):
+    config = ex.preset("smoke", models=["cnn"], budgets=[1, 2])
+    lines: list[str] = []
+    result = runner.run_experiment(config, tmp_path, workers=2, log=lines.append)
+    assert "in 2 worker processes" in "\n".join(lines)
+    assert sorted(result.trained) == ["cnn-s0", "cnn-s1"] and len(result.rows) == 4
+    bar = capsys.readouterr().err  # the overall bar moves with the workers' train records
+    assert "all runs" in bar and "4/4" in bar
+
+
+def test_bad_worker_count_names_the_flag(fails_with, tmp_path):
+    argv = ["experiment", "--preset", "smoke", "--out", str(tmp_path / "x"), "--workers", "0"]
+    fails_with(argv, "--workers must be positive, got 0")
+    assert not (tmp_path / "x").exists()
 
 
 def test_config_file_reads_mnist_from_a_source_dir_beside_it(tmp_path):

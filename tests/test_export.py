@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import save_file
+from conftest import SMALL, perturb, saved_run
 
 from stnlab import cli, models
 from stnlab.export import check_onnx, export_onnx
-
-SMALL = {"size": "small", "in_size": 24}
 
 
 def _trained_looking(name: str, **kwargs) -> models.Model:
     """A model whose transformers are not the identity, so the warps are exercised."""
     torch.manual_seed(0)
-    model = models.create(name, **SMALL, **kwargs)
-    for st in model.transformers:
-        torch.nn.init.normal_(st.regressor.weight, std=0.1)
-    return model.eval()
+    return perturb(models.create(name, **SMALL, **kwargs), std=0.1).eval()
 
 
 @pytest.mark.parametrize(
@@ -55,18 +48,10 @@ def test_export_rejects_old_opset(tmp_path):
         export_onnx(models.create("cnn", **SMALL), tmp_path / "m.onnx", opset=15)
 
 
-def _run_dir(tmp_path, model):
-    run = tmp_path / "run"
-    run.mkdir()
-    save_file(model.state_dict(), str(run / "final.safetensors"))
-    (run / "config.json").write_text(json.dumps({"model": model.config}))
-    return run
-
-
 def test_cli_export_writes_a_checked_model(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     model = _trained_looking("stn")
-    run, out = _run_dir(tmp_path, model), tmp_path / "out" / "stn.onnx"
+    run, out = saved_run(tmp_path / "run", model), tmp_path / "out" / "stn.onnx"
     assert cli.main(["export", str(run), "--onnx", str(out)]) == 0
     assert out.is_file() and "matches PyTorch" in capsys.readouterr().out
     assert check_onnx(model, out) < 1e-4
@@ -76,7 +61,5 @@ def test_cli_export_writes_a_checked_model(tmp_path, capsys):
     ("args", "message"),
     [(["--opset", "11"], "at least 16"), ([], "no run directory")],
 )
-def test_cli_export_errors_are_one_line(tmp_path, capsys, args, message):
-    code = cli.main(["export", str(tmp_path / "missing"), "--onnx", "x.onnx", *args])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and err.count("\n") == 1
+def test_cli_export_errors_are_one_line(tmp_path, fails_with, args, message):
+    fails_with(["export", str(tmp_path / "missing"), "--onnx", "x.onnx", *args], message)

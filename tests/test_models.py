@@ -6,24 +6,17 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from conftest import SMALL, perturb, saved_run
 
 from stnlab import models
-
-SMALL = {"size": "small", "in_size": 24}  # keeps every model's forward pass fast
-
-
-def _perturb_regressors(model: torch.nn.Module, std: float = 0.05) -> None:
-    """Give regressors non-zero weights: at init they are zero, so the localization
-    nets get exactly zero gradient (θ does not depend on their output yet)."""
-    torch.manual_seed(1)
-    for st in model.transformers:
-        torch.nn.init.normal_(st.regressor.weight, std=std)
+from stnlab.config import MODELS, SIZES, ModelConfig, RunConfig
+from stnlab.errors import ConfigError, RunFolderError
+from stnlab.rundir import RunDir
 
 
 def test_names_include_the_study_designs():
     assert {"cnn", "stn", "mstn", "icstn"} <= set(models.names())
-    assert {"default", "tf-example"} <= set(models.SIZES)
+    assert set(MODELS) <= set(models.names()) and {"default", "tf-example"} <= set(SIZES)
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -37,7 +30,7 @@ def test_forward_shape_and_finite(name):
 @pytest.mark.parametrize("name", models.names())
 def test_every_parameter_gets_a_gradient(name):
     model = models.create(name, **SMALL)
-    _perturb_regressors(model)
+    perturb(model)
     loss = model(torch.rand(4, 1, 24, 24)).logsumexp(1).sum()
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
@@ -84,12 +77,12 @@ def test_mstn_second_transformer_warps_feature_maps():
     model = models.create("mstn", **SMALL)
     (image, _), (features, _) = model.transform(torch.rand(2, 1, 24, 24))
     assert image.shape == (2, 1, 24, 24)
-    assert features.shape[1] == models.resolve_widths("small").conv[0]
+    assert features.shape[1] == SIZES["small"].conv[0]
 
 
 def test_icstn_composes_and_warps_the_original_once():
     model = models.create("icstn", **SMALL).eval()
-    _perturb_regressors(model, std=0.2)
+    perturb(model, std=0.2)
     x = torch.rand(2, 1, 24, 24)
     (w1, t1), (w2, t2) = model.transform(x)
     first, second = model.transformers
@@ -100,7 +93,7 @@ def test_icstn_composes_and_warps_the_original_once():
 
 
 def test_classifier_is_the_same_size_across_designs():
-    for size in models.SIZES:
+    for size in SIZES:
         counts = {}
         for name in ("cnn", "stn", "mstn"):
             m = models.create(name, size=size)
@@ -127,12 +120,32 @@ def test_stn_takes_every_transform_family(transform):
 
 def test_config_rebuilds_the_same_architecture():
     m = models.create("icstn", size="small", in_size=(24, 32), hidden=48, steps=3)
-    config = json.loads(json.dumps(m.config))  # JSON-serialisable
-    again = models.create(**config)
-    assert config["name"] == "icstn" and config["hidden"] == 48 and config["steps"] == 3
-    assert [(k, v.shape) for k, v in again.state_dict().items()] == [
-        (k, v.shape) for k, v in m.state_dict().items()
-    ]
+    config = json.loads(json.dumps(m.config.to_dict()))  # JSON-serialisable
+    assert config["name"] == "icstn" and config["widths"]["hidden"] == 48 and config["steps"] == 3
+    for again in (models.create(ModelConfig.from_dict(config)), models.create(m.config)):
+        assert [(k, v.shape) for k, v in again.state_dict().items()] == [
+            (k, v.shape) for k, v in m.state_dict().items()
+        ]
+
+
+def test_create_takes_a_config_or_a_name_with_fields():
+    config = ModelConfig("mstn", size="small", widths={"hidden": 40})
+    a, b = models.create(config), models.create("mstn", size="small", hidden=40)
+    assert a.config == b.config and a.widths.hidden == 40
+    assert models.create(config, transform="attention").config.transform == "attention"
+
+
+def test_a_run_folder_of_an_older_stnlab_still_loads(tmp_path):
+    """config.json as stnlab wrote it before ModelConfig: one flat model dict."""
+    torch.manual_seed(0)
+    m = perturb(models.create("stn", size="small", in_size=24))
+    old = {"name": "stn", "in_channels": 1, "in_size": 24, "num_classes": 10, "size": "small",
+           "transform": "affine", **{k: list(v) if isinstance(v, tuple) else v
+                                     for k, v in m.widths.to_dict().items()}}  # fmt: skip
+    RunDir(tmp_path).save_weights(m)
+    (tmp_path / "config.json").write_text(json.dumps({"model": old, "epochs": 1, "lr": 0.001}))
+    x = torch.rand(2, 1, 24, 24)
+    torch.testing.assert_close(models.load(tmp_path)(x), m.eval()(x))
 
 
 def test_localization_parameters_are_the_transformers():
@@ -150,8 +163,11 @@ def test_register_decorator_adds_a_model():
     try:
         assert "test-tiny" in models.names()
         assert isinstance(models.create("test-tiny", **SMALL), Tiny)
+        assert ModelConfig("test-tiny").name == "test-tiny"  # known to the config checks too
         with pytest.raises(ValueError, match="already registered"):
             models.register("test-tiny")(Tiny)
+        with pytest.raises(ValueError, match="already registered"):
+            models.register("stn")(Tiny)
     finally:
         models._REGISTRY.pop("test-tiny")
 
@@ -162,47 +178,42 @@ def test_register_decorator_adds_a_model():
         ({"name": "resnet"}, "unknown model 'resnet'; known: cnn, icstn, mstn, stn"),
         ({"name": "stn", "size": "huge"}, "unknown size 'huge'; known: small, default"),
         ({"name": "stn", "transform": "twirl"}, "unknown transform 'twirl'"),
-        ({"name": "stn", "colour": 3}, "unknown width 'colour'"),
-        ({"name": "stn", "dropout": 1.5}, "dropout must be in"),
+        ({"name": "stn", "colour": 3}, "unknown key 'colour' in model"),
+        ({"name": "stn", "widths": {"colour": 3}}, "model.widths: unknown width 'colour'"),
+        ({"name": "stn", "dropout": 1.5}, "model.widths.dropout must be in"),
         ({"name": "stn", "conv": [16]}, "at least two blocks"),
         ({"name": "icstn", "transform": "tps"}, "icstn composes warps"),
-        ({"name": "stn", "steps": 2}, "applies to icstn only"),
+        ({"name": "icstn", "steps": 0}, "model.steps must be positive"),
         ({"name": "cnn", "in_size": 4}, "too small"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
         models.create(**kwargs)
     assert "\n" not in str(info.value)
-
-
-def _run_dir(tmp_path, model):
-    save_file(model.state_dict(), str(tmp_path / "final.safetensors"))
-    (tmp_path / "config.json").write_text(json.dumps({"model": model.config, "epochs": 1}))
-    return tmp_path
 
 
 def test_load_restores_weights_in_eval_mode(tmp_path):
     torch.manual_seed(0)
     m = models.create("stn", **SMALL)
-    _perturb_regressors(m)
-    loaded = models.load(_run_dir(tmp_path, m))
+    perturb(m)
+    loaded = models.load(saved_run(tmp_path, m))
     assert not loaded.training
     x = torch.rand(2, 1, 24, 24)
     torch.testing.assert_close(loaded(x), m.eval()(x))
 
 
 def test_load_errors_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no run directory"):
+    with pytest.raises(RunFolderError, match="no run directory"):
         models.load(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match=r"has no config\.json"):
+    with pytest.raises(RunFolderError, match=r"has no config\.json"):
         models.load(tmp_path)
-    run = _run_dir(tmp_path, models.create("cnn", **SMALL))
-    (run / "config.json").write_text(json.dumps({"model": models.create("stn", **SMALL).config}))
-    with pytest.raises(ValueError, match="does not fit"):
+    run = saved_run(tmp_path, models.create("cnn", **SMALL))
+    RunDir(run).write_config(RunConfig(model=models.create("stn", **SMALL).config))
+    with pytest.raises(RunFolderError, match=r"final\.safetensors does not fit"):
         models.load(run)
     (run / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="no model configuration"):
+    with pytest.raises(RunFolderError, match="no model configuration"):
         models.load(run)
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL, perturb, saved_run
 from PIL import Image
-from safetensors.torch import save_file
 
 from stnlab import cli, models
+from stnlab.errors import ConfigError, DataError
 from stnlab.predict import load_image, predict, show
-
-SMALL = {"size": "small", "in_size": 24}
 
 
 def _png(path, size=(50, 30), dark_on_light=False):
@@ -27,15 +24,7 @@ def _png(path, size=(50, 30), dark_on_light=False):
 
 
 def _run_dir(tmp_path, name="stn"):
-    torch.manual_seed(0)
-    model = models.create(name, **SMALL)
-    for st in model.transformers:
-        torch.nn.init.normal_(st.regressor.weight, std=0.05)
-    run = tmp_path / "run"
-    run.mkdir()
-    save_file(model.state_dict(), str(run / "final.safetensors"))
-    (run / "config.json").write_text(json.dumps({"model": model.config}))
-    return run
+    return saved_run(tmp_path / "run", perturb(models.create(name, **SMALL)))
 
 
 def test_load_image_resizes_and_scales(tmp_path):
@@ -52,10 +41,10 @@ def test_load_image_inverts_dark_on_light(tmp_path):
 
 
 def test_load_image_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no image file"):
+    with pytest.raises(DataError, match="no image file"):
         load_image(tmp_path / "none.png", (24, 24))
     (tmp_path / "bad.png").write_text("not an image")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(DataError, match="cannot read"):
         load_image(tmp_path / "bad.png", (24, 24))
 
 
@@ -78,7 +67,7 @@ def test_show_draws_a_row_per_image(tmp_path, name):
 
 
 def test_show_refuses_a_model_without_transformer(tmp_path):
-    with pytest.raises(ValueError, match="no spatial transformer"):
+    with pytest.raises(ConfigError, match="no spatial transformer"):
         show(models.create("cnn", **SMALL), torch.rand(1, 1, 24, 24), tmp_path / "s.png")
     assert not (tmp_path / "s.png").exists()
 
@@ -103,18 +92,26 @@ def test_cli_predict_several_images_share_one_picture(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("setup", "message"),
-    [("no-run", "no run directory"), ("no-image", "no image file"), ("bad-image", "cannot read")],
+    [
+        ("no-run", "no run directory"),
+        ("no-image", "no image file"),
+        ("bad-image", "cannot read"),
+        ("cnn-show", "--show: model 'cnn' has no spatial transformer"),
+    ],
 )
-def test_cli_predict_errors_are_one_line(tmp_path, capsys, setup, message):
-    run = tmp_path / "missing" if setup == "no-run" else _run_dir(tmp_path)
+def test_cli_predict_errors_are_one_line(tmp_path, fails_with, setup, message):
+    run = (
+        tmp_path / "missing"
+        if setup == "no-run"
+        else _run_dir(tmp_path, "cnn" if setup == "cnn-show" else "stn")
+    )
     image = tmp_path / "x.png"
     if setup == "bad-image":
         image.write_text("text")
-    elif setup == "no-run":
+    elif setup in ("no-run", "cnn-show"):
         _png(image)
-    assert cli.main(["predict", str(run), str(image)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    fails_with(["predict", str(run), str(image), *(["--show", "s.png"] * (setup == "cnn-show"))],
+               message)  # fmt: skip
 
 
 def test_load_image_lays_transparency_on_white(tmp_path):

@@ -2,78 +2,62 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from stnlab import models, report, results
-from stnlab.checkpoint import save_weights
+from stnlab import introspect, models, report, results
 from stnlab.cli import main
+from stnlab.config import ExperimentConfig, RunConfig
 from stnlab.data import make_dataset, save
+from stnlab.errors import ReportError, RunFolderError
+from stnlab.expdir import ExperimentDir
+from stnlab.rundir import Predictions
 
 EPOCHS = (1, 2, 3)
 
 
-def _fake_run(out, name, model, seed, data, rng, size="small"):
-    """A run folder as training leaves it, with made-up metrics and predictions."""
-    run = out / "runs" / name
-    run.mkdir(parents=True)
+def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small"):
+    """A run folder as training leaves it (through RunDir), with made-up metrics and
+    predictions."""
+    run = folder.run(name)
     torch.manual_seed(seed)
     m = models.create(model, size=size)
-    (run / "config.json").write_text(json.dumps({"model": m.config, "seed": seed}))
-    save_weights(run / "final.safetensors", m)
-    lines = []
+    run.path.mkdir(parents=True)
+    run.write_config(RunConfig(model=m.config))
+    run.save_weights(m)
+    run.start_metrics()
     for e in EPOCHS:
-        lines.append(
-            {
-                "event": "train",
-                "epoch": e,
-                "loss": 2.0 / e,
-                "accuracy": 0.3 * e,
-                "lr": 1e-3,
-                "seconds": 1.0,
-            }
-        )
+        run.append({"event": "train", "epoch": e, "loss": 2.0 / e, "accuracy": 0.3 * e,
+                    "lr": 1e-3, "seconds": 1.0})  # fmt: skip
         for split in ("valid", "test"):
-            lines.append(
-                {
-                    "event": "eval",
-                    "epoch": e,
-                    "split": split,
-                    "loss": 1.0 / e,
-                    "accuracy": 0.2 * e + 0.01 * seed,
-                    "train_seconds": 1.0 * e,
-                }
-            )
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+            run.append({"event": "eval", "epoch": e, "split": split, "loss": 1.0 / e,
+                        "accuracy": 0.2 * e + 0.01 * seed, "train_seconds": 1.0 * e})  # fmt: skip
     labels = data.y_test.numpy()
-    wrong = rng.random(len(labels)) < 0.3
-    predictions = np.where(wrong, (labels + 1) % 10, labels)
-    confidence = rng.uniform(0.3, 1.0, len(labels))
-    np.savez(
-        run / "predictions.npz",
-        labels=labels,
-        predictions=predictions,
-        confidence=confidence,
-        probabilities=np.zeros((len(labels), 10)),
-    )
-    (run / "summary.json").write_text("{}")
+    wrong = rng.random((len(EPOCHS), len(labels))) < 0.3
+    run.write_predictions(Predictions(
+        labels=labels, epochs=np.array(EPOCHS),
+        predictions=np.where(wrong, (labels + 1) % 10, labels),
+        confidence=rng.uniform(0.3, 1.0, wrong.shape).astype(np.float32),
+    ))  # fmt: skip
+    run.write_summary({"epochs": EPOCHS[-1], "train_seconds": 3.0, "test_accuracy": 0.5})
     return run
 
 
 def _fake_experiment(out, designs, seeds):
+    folder = ExperimentDir(out)
     data = make_dataset(sizes=(20, 10, 30))
-    save(data, out / "data.npz")
+    save(data, folder.data_file)
+    config = ExperimentConfig(models=designs, budgets=EPOCHS, seeds=seeds)
+    folder.write_record(config.to_dict(), True, folder.data_file)
     rng = np.random.default_rng(0)
     rows = []
     for model in designs:
         for seed in seeds:
             name = f"{model}-s{seed}"
-            _fake_run(out, name, model, seed, data, rng)
-            evs = results.read_evaluations(out / "runs" / name)
+            evs = _fake_run(folder, name, model, seed, data, rng).evaluations()
             for e in EPOCHS:
                 rows.append(
                     {
@@ -86,7 +70,7 @@ def _fake_experiment(out, designs, seeds):
                         "run": name,
                     }
                 )
-    results.write_results(out / "results.csv", rows)
+    folder.write_results(rows)
     return rows
 
 
@@ -134,11 +118,14 @@ def test_report_without_data_file(tmp_path):
     assert not (tmp_path / "figures" / "stn_samples.png").exists()  # no stale figure kept
 
 
-def test_report_errors(tmp_path, capsys):
-    with pytest.raises(report.ReportError, match=r"no results\.csv"):
+def test_report_errors(tmp_path, fails_with):
+    with pytest.raises(RunFolderError, match=r"no results\.csv"):
         report.write_report(tmp_path)
-    assert main(["report", str(tmp_path)]) == 2
-    assert "no results.csv" in capsys.readouterr().err
+    fails_with(["report", str(tmp_path)], "no results.csv")
+    ExperimentDir(tmp_path).write_results([])
+    with pytest.raises(ReportError, match="no rows"):
+        report.write_report(tmp_path)
+    fails_with(["report", str(tmp_path), "--samples", "0"], "--samples must be positive")
 
 
 def test_report_command(tmp_path, capsys):
@@ -161,7 +148,7 @@ def test_outlines_identity_is_the_image_border():
     m = models.create("mstn", size="small").eval()
     x = torch.rand(2, 1, 40, 40)
     thetas = [theta for _, theta in m.transform(x)]  # identity at initialisation
-    first, second = report.outlines(m, thetas, (40, 40))
+    first, second = introspect.outlines(m, thetas, (40, 40))
     assert first.shape == second.shape == (2, 4 * 48 - 4, 2)
     # Pixel edges are at -0.5 and 39.5; the outline runs through the outermost fine-grid centres.
     assert np.allclose(first.min(axis=1), -0.5 + 40 / 96, atol=1e-4)
@@ -175,13 +162,13 @@ def test_outline_of_a_zoom_and_shift():
     class One(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.config = {"in_channels": 1}
+            self.config = models.create("stn").config
             from stnlab import SpatialTransformer
 
             self.transformers = torch.nn.ModuleList([SpatialTransformer(1, 40, transform=Affine())])
 
     theta = torch.tensor([[0.5, 0.0, 0.5, 0.0, 0.5, 0.0]])  # half size, right half of the image
-    (line,) = report.outlines(One(), [theta], (40, 40))
+    (line,) = introspect.outlines(One(), [theta], (40, 40))
     x, y = line[0, :, 0], line[0, :, 1]
     # x_s = 0.5 x_t + 0.5 spans [0, 1] -> pixels [19.5, 39.5]; y spans [-0.5, 0.5] -> [9.5, 29.5]
     assert x.min() == pytest.approx(19.5, abs=0.3) and x.max() == pytest.approx(39.5, abs=0.3)
@@ -198,3 +185,12 @@ def test_summary_markdown_marks_best_and_handles_one_run():
     assert "| 2 | **50.00** | 45.00 ± 35.36 (20.00–70.00) | cnn |" in text  # one run: value alone
     stats = results.summarize(rows)
     assert stats[("stn", 2)].runs == 2 and stats[("cnn", 2)].std == 0.0
+
+
+def test_report_reads_the_final_epoch_of_each_run(tmp_path):
+    _fake_experiment(tmp_path, ("cnn",), seeds=(0,))
+    run = ExperimentDir(tmp_path).run("cnn-s0")
+    p = run.predictions()
+    final = report._predictions([run])
+    np.testing.assert_array_equal(final["predictions"][0], p.at(EPOCHS[-1])[0])
+    assert not np.array_equal(p.at(1)[0], p.at(EPOCHS[-1])[0])  # the epochs differ

@@ -11,28 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import records_without_times, weights_equal
 
-from stnlab import cli
-from stnlab.checkpoint import load_checkpoint, load_weights
+from stnlab import cli, models
 from stnlab.data import make_dataset, save
+from stnlab.rundir import RunDir
 
 FAST = ["--model", "cnn", "--size", "tf-example", "--threads", "1", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save(make_dataset(sizes=(400, 100, 100), seed=0), path)
-    return path
-
-
-def fails_with(capsys, argv: list[str], message: str) -> None:
-    """The command exits 2 with one line on stderr that contains ``message``."""
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert message in err, err
 
 
 @pytest.mark.parametrize(
@@ -45,36 +30,60 @@ def fails_with(capsys, argv: list[str], message: str) -> None:
         (["--transform", "warp"], "unknown transform 'warp'"),
         (["--schedule", "linear"], "unknown schedule"),
         (["--eval-every", "-1"], "--eval-every"),
+        (["--lr", "-1"], "--lr must be positive, got -1"),
+        (["--model", "icstn", "--transform", "tps"], "icstn composes warps"),
+        (["--variant", "60x60"], "--data is a saved data set; leave out --variant"),
     ],
 )
-def test_train_bad_arguments_are_one_line_errors(capsys, tmp_path, data_file, extra, message):
+def test_train_bad_arguments_are_one_line_errors(fails_with, tmp_path, data_file, extra, message):
     argv = ["train", "--data", str(data_file), "--out", str(tmp_path / "r"), *extra]
-    fails_with(capsys, argv, message)
+    fails_with(argv, message)
     assert not (tmp_path / "r").exists()
 
 
-def test_train_missing_or_bad_data_file(capsys, tmp_path):
-    fails_with(capsys, ["train", "--data", str(tmp_path / "none.npz")], "no data file")
+def test_train_missing_or_bad_data_file(fails_with, tmp_path):
+    fails_with(["train", "--data", str(tmp_path / "none.npz")], "no data file")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    fails_with(capsys, ["train", "--data", str(bad), "--out", str(tmp_path / "r")], "bad.npz")
+    fails_with(["train", "--data", str(bad), "--out", str(tmp_path / "r")], "bad.npz")
 
 
-def test_train_then_evaluate(capsys, tmp_path, data_file):
+def test_help_comes_from_the_config_fields(capsys):
+    from dataclasses import fields
+
+    from stnlab.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(TrainConfig):
+        if f.metadata["cli"]:
+            assert " ".join(f.metadata["help"].split()) in text, f.name
+    assert "--amp, --no-amp" in text and "off on CPU" in text
+
+
+def test_train_with_amp_on_cpu(capsys, tmp_path, data_file):
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(data_file), "--epochs", "1", "--out", str(out), "--amp"]
+    assert cli.main([*argv, *FAST]) == 0
+    assert RunDir(out).run_config().train.amp is True
+
+
+def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(data_file), "--epochs", "2", "--out", str(out),
                      "--eval-every", "1", *FAST[:-1]]) == 0  # fmt: skip
     printed = capsys.readouterr()
     assert "cnn:" in printed.err and "acc=" in printed.err  # the progress bar
-    summary = json.loads((out / "summary.json").read_text())
+    summary = RunDir(out).summary()
     assert printed.out.strip().endswith(f"-> {out}")
     assert f"test {summary['test_accuracy']:.2%}" in printed.out
     assert summary["model"] == "cnn" and summary["epochs"] == 2
-    config = json.loads((out / "config.json").read_text())
-    assert config["data"]["path"] == str(data_file.resolve())
-    assert config["eval_epochs"] == [1, 2] and config["device"] == "cpu"
+    config = RunDir(out).run_config()
+    assert config.data.path == str(data_file.resolve())
+    assert config.train.eval_epochs() == (1, 2) and config.train.device == "cpu"
 
-    fails_with(capsys, ["train", "--data", str(data_file), "--out", str(out), *FAST], "--resume")
+    fails_with(["train", "--data", str(data_file), "--out", str(out), *FAST], "--resume")
 
     assert cli.main(["evaluate", str(out), "--data", str(data_file), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
@@ -84,15 +93,15 @@ def test_train_then_evaluate(capsys, tmp_path, data_file):
     assert f"accuracy {summary['valid_accuracy']:.2%}" in text and "per class" in text
 
 
-def test_evaluate_errors(capsys, tmp_path, data_file):
-    fails_with(capsys, ["evaluate", str(tmp_path / "none"), "--data", str(data_file)], "no run")
-    fails_with(capsys, ["evaluate", str(tmp_path), "--data", str(tmp_path / "x.npz")], "no data")
+def test_evaluate_errors(fails_with, tmp_path, data_file):
+    fails_with(["evaluate", str(tmp_path / "none"), "--data", str(data_file)], "no run")
+    fails_with(["evaluate", str(tmp_path), "--data", str(tmp_path / "x.npz")], "no data")
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(data_file), "--epochs", "1", "--out", str(out),
                      *FAST]) == 0  # fmt: skip
     other = tmp_path / "60.npz"
     save(make_dataset("60x60", sizes=(4, 4, 4)), other)
-    fails_with(capsys, ["evaluate", str(out), "--data", str(other)], "the model takes (1, 40, 40)")
+    fails_with(["evaluate", str(out), "--data", str(other)], "the model takes (1, 40, 40)")
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
@@ -101,6 +110,7 @@ def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
             "--threads", "1", "--quiet", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     data = tmp_path / "d.npz"
     save(make_dataset(sizes=(1200, 100, 100), seed=1), data)  # 6 iterations per epoch
@@ -109,30 +119,23 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     uninterrupted = subprocess.Popen(_train_cmd(data, ref), env=env)
 
     victim = subprocess.Popen(_train_cmd(data, cut), env=env)
-    metrics, deadline = cut / "metrics.jsonl", time.monotonic() + 120
+    run, deadline = RunDir(cut), time.monotonic() + 120
     while time.monotonic() < deadline and victim.poll() is None:
-        lines = metrics.read_text().splitlines() if metrics.exists() else []
-        if any(json.loads(s)["epoch"] >= 2 for s in lines if s.endswith("}")):
+        if run.file("metrics.jsonl").exists() and any(r["epoch"] >= 2 for r in run.records()):
             break
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not (cut / "summary.json").exists()
-    epoch = load_checkpoint(cut / "checkpoint.pt")["epoch"]  # a whole checkpoint, never half
+    assert not run.is_finished()
+    epoch = run.load_checkpoint().epoch  # a whole checkpoint, never half
     assert 1 <= epoch < 5
 
     resumed = subprocess.run(_train_cmd(data, cut, "--resume"), env=env, capture_output=True)
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert uninterrupted.wait() == 0
-    a, b = load_weights(ref / "final.safetensors"), load_weights(cut / "final.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-    def metric_lines(run: Path) -> list[dict]:
-        rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
-
-    assert metric_lines(cut) == metric_lines(ref)
-    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (ref, cut))
+    assert weights_equal(models.load(ref).state_dict(), models.load(cut).state_dict())
+    assert records_without_times(run) == records_without_times(RunDir(ref))
+    sa, sb = RunDir(ref).summary(), run.summary()
     assert (sa["valid_accuracy"], sa["test_accuracy"]) == (
         sb["valid_accuracy"],
         sb["test_accuracy"],

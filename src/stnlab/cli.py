@@ -1,9 +1,10 @@
 """The ``stnlab`` command line: one subcommand per module in ``stnlab.commands``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are found automatically, so adding a command
-touches only its own file. Expected failures raise :class:`CommandError`, which
-is printed as one line (no traceback) with exit status 2.
+``run(args) -> int``. Modules are found automatically, so adding a command touches
+only its own file. Config options become flags with :func:`add_options`, from the
+declarations in :mod:`stnlab.config`. A :class:`~stnlab.errors.UserError` is printed
+as one line (no traceback) with exit status 2.
 """
 
 from __future__ import annotations
@@ -12,13 +13,85 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import types
+import typing
 from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from typing import Any
 
 from stnlab import __version__
+from stnlab.errors import CommandError, ConfigError, UserError
+
+# CommandError is re-exported for command modules that raise it (from stnlab.cli import ...).
+__all__ = ["CommandError", "add_options", "build_parser", "given", "main"]
 
 
-class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+def _flag_type(hint: Any) -> dict[str, Any]:
+    """argparse keywords for a field of type ``hint`` (bool: --x/--no-x; tuples: lists)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = args[0]  # X | None: a flag of X, absent by default
+        args = list(typing.get_args(hint))
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction, "metavar": None}
+    if typing.get_origin(hint) is tuple:
+        return {"type": args[0], "nargs": "+" if args[-1] is Ellipsis else len(args)}
+    return {"type": hint}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    flags: dict[str, str] | None = None,
+    show_default: bool = True,
+) -> None:
+    """Add one flag per command-line field of the config dataclass ``cls``.
+
+    The help text, type, known names and default come from the field's declaration
+    (:func:`stnlab.config.option`). A flag the user leaves out is absent from the parsed
+    namespace, so the dataclass's default applies: read the given ones with :func:`given`.
+    ``only``/``skip`` pick fields; ``flags`` renames flags (field -> flag without dashes);
+    ``show_default=False`` words the help for flags that override a config file's value.
+    """
+    hints = typing.get_type_hints(cls)
+    names: dict[str, str] = parser.get_default("_flags") or {}
+    for f in fields(cls):
+        if not f.metadata.get("cli", False) or f.name in skip or (only and f.name not in only):
+            continue
+        flag = "--" + ((flags or {}).get(f.name) or f.metadata["flag"] or f.name).replace("_", "-")
+        text = f.metadata["help"]
+        if f.metadata["choices"]:
+            text += f"; one of: {', '.join(f.metadata['choices'])}"
+        if not show_default:
+            text += " (default: the config's)"
+        elif f.default is not MISSING and f.default is not None:
+            text += f" (default: {_shown(f.default)})"
+        dest = _dest(cls, f.name)
+        names[dest] = flag
+        kwargs = {"metavar": f.name.upper(), **_flag_type(hints[f.name])}
+        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
+                            help=text.replace("%", "%%"), **kwargs)  # fmt: skip
+    parser.set_defaults(_flags=names)
+
+
+def _dest(cls: type, name: str) -> str:
+    """Where a field's flag is parsed to: its config key (``train.lr``)."""
+    return f"{cls.SECTION}.{name}" if cls.SECTION else name
+
+
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of config class ``cls`` that were given on the command line."""
+    found = {f.name: _dest(cls, f.name) for f in fields(cls)}
+    return {name: getattr(args, dest) for name, dest in found.items() if hasattr(args, dest)}
 
 
 def _command_modules() -> dict[str, object]:
@@ -49,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(exc: UserError, args: argparse.Namespace) -> str:
+    """The error's line; a config key given as a flag is named by its flag instead."""
+    text = str(exc)
+    flag = getattr(args, "_flags", {}).get(getattr(exc, "key", None))
+    if isinstance(exc, ConfigError) and flag and exc.key in vars(args) and text.startswith(exc.key):
+        return flag + text[len(exc.key) :]
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the exit status."""
     parser = build_parser()
@@ -58,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except CommandError as exc:
-        print(f"stnlab {args.command}: error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"stnlab {args.command}: error: {_message(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"stnlab {args.command}: interrupted", file=sys.stderr)

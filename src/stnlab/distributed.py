@@ -18,7 +18,6 @@ class Dist:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     owned: bool = False
 
     @property
@@ -48,7 +47,7 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     owned = not dist.is_initialized()
     if owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, owned), device
+    return Dist(rank, world, owned), device
 
 
 def teardown(d: Dist) -> None:

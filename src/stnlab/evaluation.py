@@ -10,7 +10,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Evaluation", "evaluate"]
+from stnlab.config import EVAL_BATCH
+
+__all__ = ["Evaluation", "confusion_matrix", "evaluate", "per_class_accuracy"]
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, k: int) -> np.ndarray:
+    """(K, K) counts of (true class, predicted class); any leading axes of the inputs are
+    summed over (e.g. several runs' predictions (R, N) against labels (R, N))."""
+    index = np.asarray(labels, dtype=np.int64) * k + np.asarray(predictions, dtype=np.int64)
+    return np.bincount(index.ravel(), minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """(K,) accuracy within each true class of a confusion matrix (NaN for an absent class)."""
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
 
 
 @dataclass
@@ -36,10 +52,6 @@ class Evaluation:
     confidence: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def error(self) -> float:
-        return 1.0 - self.accuracy
 
     def to_dict(self) -> dict[str, Any]:
         """The summary figures as JSON-able values (per-sample arrays left out)."""
@@ -71,7 +83,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> Evaluation:
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH) -> Evaluation:
     """Classify ``x`` in batches and compare with ``y``.
 
     Batches move to the device of ``model``'s parameters; ``x`` and ``y`` may stay where
@@ -84,8 +96,11 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> 
         batch_size: samples per forward pass.
 
     Example:
-        >>> ev = evaluate(model, ds.x_test, ds.y_test)
-        >>> print(f"{ev.accuracy:.2%}", ev.confusion.shape)
+        >>> from stnlab import models
+        >>> x, y = torch.rand(8, 1, 40, 40), torch.arange(8) % 10
+        >>> ev = evaluate(models.create("cnn", size="small"), x, y)
+        >>> ev.confusion.shape, ev.predictions.shape
+        ((10, 10), (8,))
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
@@ -107,14 +122,11 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> 
     labels = y.cpu().numpy().astype(np.int64)
     k = p.shape[1]
     pred = p.argmax(axis=1)
-    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
-    totals = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
+    confusion = confusion_matrix(labels, pred, k)
     return Evaluation(
         accuracy=float((pred == labels).mean()),
         loss=float(loss.item()) / len(x),
-        per_class_accuracy=per_class.astype(np.float64),
+        per_class_accuracy=per_class_accuracy(confusion).astype(np.float64),
         confusion=confusion.astype(np.int64),
         predictions=pred.astype(np.int64),
         confidence=p.max(axis=1).astype(np.float32),

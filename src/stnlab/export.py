@@ -8,18 +8,25 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MIN_OPSET", "check_onnx", "export_onnx"]
+from stnlab.config import MIN_OPSET, ONNX_OPSET
+from stnlab.errors import ConfigError
 
-MIN_OPSET = 16  # the first opset with GridSample
+__all__ = ["check_onnx", "check_opset", "export_onnx"]
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset without GridSample."""
+    if opset < MIN_OPSET:
+        raise ConfigError(f"opset must be at least {MIN_OPSET} (GridSample), got {opset}", "opset")
 
 
 def _dummy(model: nn.Module, batch_size: int = 2) -> Tensor:
     """A random input of the model's shape, (batch_size, C, H, W)."""
     h, w = model.in_size
-    return torch.rand(batch_size, model.config["in_channels"], h, w)
+    return torch.rand(batch_size, model.config.in_channels, h, w)
 
 
-def export_onnx(model: nn.Module, path: str | Path, opset: int = 17) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, opset: int = ONNX_OPSET) -> Path:
     """Write ``model`` (eval mode, CPU) to ``path`` as ONNX with a dynamic batch axis.
 
     Uses the TorchScript exporter (``dynamo=False``): stnlab's grids are plain matmuls,
@@ -31,8 +38,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 17) -> Path:
         >>> export_onnx(models.create("stn"), "/tmp/stn.onnx").name
         'stn.onnx'
     """
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be at least {MIN_OPSET} (GridSample), got {opset}")
+    check_opset(opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()

@@ -11,10 +11,11 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from stnlab import figures
+from stnlab.config import INVERT
+from stnlab.errors import ConfigError, DataError
+from stnlab.introspect import sample_design
 
-__all__ = ["INVERT", "Prediction", "load_image", "predict", "show"]
-
-INVERT = ("auto", "yes", "no")
+__all__ = ["Prediction", "load_image", "predict", "show"]
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,15 @@ def load_image(
     mostly bright (a dark digit on white paper), ``"yes"``/``"no"`` force the choice.
     """
     if invert not in INVERT:
-        raise ValueError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
+        raise ConfigError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}", "invert")
     try:
         with Image.open(path) as img:
             img = _flatten_alpha(img).convert("L" if channels == 1 else "RGB")
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no image file {str(path)!r}") from None
+        raise DataError(f"no image file {str(path)!r}") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read {str(path)!r} as an image: {exc}") from None
+        raise DataError(f"cannot read {str(path)!r} as an image: {exc}") from None
     pixels = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3)
     grey = pixels if pixels.ndim == 2 else pixels.mean(axis=2)
     if invert == "yes" or (invert == "auto" and _needs_inversion(grey)):
@@ -80,7 +81,7 @@ def show(
 ) -> Path:
     """Save one row per image: the input with each sampling grid's outline, then each output.
 
-    ``images`` is a (N, C, H, W) batch; ``names`` label the rows. Raises ValueError for a
+    ``images`` is a (N, C, H, W) batch; ``names`` label the rows. Raises ConfigError for a
     model without a spatial transformer (``cnn``): there is nothing to show.
     """
     import matplotlib
@@ -88,11 +89,9 @@ def show(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from stnlab.report import sample_design
-
-    design = sample_design(model.config.get("name", "model"), model, images)
+    design = sample_design(model.config.name, model, images)
     if design is None:
-        raise ValueError(f"model {model.config.get('name')!r} has no spatial transformer to show")
+        raise ConfigError(f"model {model.config.name!r} has no spatial transformer to show")
     inputs = images.float().mean(1).numpy()  # (N, H, W)
     fig = figures.sampled(inputs, None, [design], row_titles=names)
     path = Path(path)

@@ -1,61 +1,20 @@
-"""An experiment's numbers: results.csv rows, test-accuracy statistics and summary.md."""
+"""An experiment's numbers: test-accuracy statistics of results.csv rows, and summary.md."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "RESULT_COLUMNS",
     "Stats",
     "best_per_budget",
     "format_stats",
-    "read_evaluations",
-    "read_results",
     "summarize",
     "summary_markdown",
-    "write_results",
+    "summary_table",
 ]
-
-RESULT_COLUMNS = ("model", "epochs", "seed", "valid_accuracy", "test_accuracy", "train_seconds")
-
-
-def read_evaluations(run_dir: str | os.PathLike) -> dict[tuple[int, str], dict[str, Any]]:
-    """The last ``eval`` record of each (epoch, split) in a run's metrics.jsonl."""
-    found: dict[tuple[int, str], dict[str, Any]] = {}
-    path = Path(run_dir) / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            rec = json.loads(line) if line.strip() else {}
-            if rec.get("event") == "eval":
-                found[(int(rec["epoch"]), rec["split"])] = rec
-    return found
-
-
-def write_results(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
-    """results.csv: the protocol's columns, then the run folder each row comes from."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*RESULT_COLUMNS, "run"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
-
-
-def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a results.csv with numbers parsed."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["epochs"], row["seed"] = int(row["epochs"]), int(row["seed"])
-        for key in ("valid_accuracy", "test_accuracy", "train_seconds"):
-            row[key] = float(row[key])
-    return rows
 
 
 @dataclass(frozen=True)
@@ -101,28 +60,43 @@ def format_stats(s: Stats) -> str:
     return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} ({100 * s.min:.2f}–{100 * s.max:.2f})"
 
 
-def summary_markdown(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
-    """summary.md: mean ± std and min–max test accuracy per model and budget, best per budget."""
+def summary_table(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
+    """The test-accuracy table: header, one row of cells per budget (mean ± std (min–max) per
+    model, then the best model), and the (row, column) cells of each budget's best mean."""
     stats = summarize(rows)
     names = list(dict.fromkeys(r["model"] for r in rows))
-    budgets = sorted({int(r["epochs"]) for r in rows})
     best = best_per_budget(stats)
+    body, bold = [], set()
+    for i, b in enumerate(sorted({int(r["epochs"]) for r in rows})):
+        cells = [str(b)]
+        for j, m in enumerate(names):
+            cells.append(format_stats(stats[(m, b)]) if (m, b) in stats else "–")
+            if best.get(b) == m:
+                bold.add((i, j + 1))
+        body.append([*cells, best.get(b, "–")])
+    return ["epochs", *names, "best"], body, bold
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
+    """summary.md: mean ± std and min–max test accuracy per model and budget, best per budget."""
+    header, body, bold = summary_table(rows)
+    names = header[1:-1]
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
     lines += [
         "Test accuracy (%): mean ± standard deviation over runs (min–max); the best mean is bold.",
         "",
-        "| epochs | " + " | ".join(names) + " | best |",
+        "| " + " | ".join(header) + " |",
         "|---:|" + "---|" * len(names) + "---|",
     ]
-    for b in budgets:
-        cells = []
-        for m in names:
-            text = format_stats(stats[(m, b)]) if (m, b) in stats else "–"
-            cells.append(f"**{text}**" if best.get(b) == m else text)
-        lines.append(f"| {b} | " + " | ".join(cells) + f" | {best.get(b, '–')} |")
+    for i, cells in enumerate(body):
+        shown = [f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]
+        lines.append("| " + " | ".join(shown) + " |")
+    stats = summarize(rows)
     lines += ["", "Mean training time per run (s) up to each budget:", ""]
     lines += ["| epochs | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
-    for b in budgets:
+    for b in sorted({int(r["epochs"]) for r in rows}):
         cells = [f"{stats[(m, b)].seconds:.0f}" if (m, b) in stats else "–" for m in names]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

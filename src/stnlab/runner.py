@@ -15,18 +15,21 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
+import queue
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from stnlab import results
-from stnlab.experiment import RUN_KEYS, ConfigError, ExperimentConfig, require
+from stnlab.config import ExperimentConfig, RunConfig
+from stnlab.errors import ConfigError
+from stnlab.expdir import ExperimentDir
+from stnlab.rundir import CHECKPOINT, METRICS
 
 __all__ = [
     "ExperimentResult",
@@ -36,6 +39,7 @@ __all__ = [
     "plan",
     "prepare_data",
     "reuses_budgets",
+    "run_config",
     "run_experiment",
 ]
 
@@ -71,33 +75,16 @@ def plan(config: ExperimentConfig) -> list[Job]:
     ]
 
 
-def eval_epochs(config: ExperimentConfig, job: Job) -> tuple[int, ...]:
-    """Epochs at which a run is evaluated: its budgets, plus curve points every ``eval_every``."""
+def run_config(config: ExperimentConfig, job: Job, device: str, threads: int | None) -> RunConfig:
+    """The config of one job's run: the experiment's, with the job's model, epochs and seed.
+
+    Besides its budgets a run is evaluated every ``train.eval_every`` epochs, by default
+    about 50 times (the points of the training curves).
+    """
     every = config.train.eval_every or max(1, job.epochs // 50)
-    return tuple(sorted(set(job.budgets) | set(range(every, job.epochs + 1, every))))
-
-
-def train_config(config: ExperimentConfig, job: Job, device: str, threads: int | None):
-    """The :class:`stnlab.training.TrainConfig` of one job."""
-    from stnlab.training import TrainConfig
-
-    t = config.train
-    return TrainConfig(
-        model=job.model,
-        model_kwargs=asdict(config.model),
-        epochs=job.epochs,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        loc_lr=t.loc_lr,
-        weight_decay=t.weight_decay,
-        schedule=t.schedule,
-        seed=job.seed,
-        eval_epochs=eval_epochs(config, job),
-        device=device,
-        amp=t.amp,
-        compile=t.compile,
-        threads=threads,
-    )
+    train = replace(config.train, epochs=job.epochs, seed=job.seed, eval_at=job.budgets,
+                    eval_every=every, device=device, threads=threads)  # fmt: skip
+    return RunConfig(replace(config.model, name=job.model), train, config.data)
 
 
 # ----------------------------------------------------------------------------- running
@@ -124,23 +111,29 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _config_diff(run_dir: Path, cfg) -> list[str]:
-    """Fields, of those that decide the result, where the run saved in ``run_dir`` differs."""
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return []
-    if isinstance(saved.get("model"), dict):  # config.json holds the resolved model config
-        saved["model"] = saved["model"].get("name")
-    now = json.loads(json.dumps(cfg.to_dict()))
-    return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in RUN_KEYS if saved.get(k) != now[k]]
-
-
-def _is_done(run_dir: Path, job: Job) -> bool:
-    """A finished run that evaluated every budget of the job."""
-    evs = results.read_evaluations(run_dir)
-    done = all((b, s) in evs for b in job.budgets for s in ("valid", "test"))
-    return done and (run_dir / "summary.json").is_file()
+def _survey(out: ExperimentDir, jobs: list[Job], runs: dict[str, RunConfig]) -> dict[str, int]:
+    """Epochs already trained by each unfinished job (finished ones left out), after checking
+    every file of the run folders that resuming reads: nothing is written before this."""
+    done = {}
+    for job in jobs:
+        folder = out.run(job.name)
+        diff = folder.differences(runs[job.name])
+        if diff:
+            raise ConfigError(f"{folder.path} holds a run of another config ({'; '.join(diff)}); "
+                              "delete it or choose another --out")  # fmt: skip
+        if folder.is_finished():
+            folder.summary()
+            evs = folder.evaluations()
+            lost = sorted({b for b in job.budgets for s in ("valid", "test") if (b, s) not in evs})
+            if lost:
+                raise folder.damaged(METRICS, f"lacks the evaluations after epochs {lost}")
+            continue
+        done[job.name] = 0
+        if folder.file(CHECKPOINT).exists():
+            ck = folder.load_checkpoint()
+            folder.check_metrics(ck.metrics_bytes)
+            done[job.name] = ck.epoch
+    return done
 
 
 _DATA: dict[str, Any] = {}  # the data set loaded in this process, by path
@@ -156,56 +149,41 @@ def _load_data(path: str):
 
 
 def _run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train (or resume) one job, in this process or a worker; returns its summary."""
+    """Train (or resume) one job, in this process or a worker; returns its summary.
+
+    With a ``queue`` (parallel workers), each record goes there as (run name, record).
+    """
     from stnlab.training import train
 
     data = _load_data(spec["data_path"])
-    res = train(
-        spec["cfg"],
-        data,
-        spec["out_dir"],
-        resume=True,
-        progress=spec["progress"],
-        data_info={"path": spec["data_path"]},
-    )
+    q, name = spec.get("queue"), Path(spec["out_dir"]).name
+    on_record = [lambda record: q.put((name, record))] if q is not None else []
+    res = train(spec["run"], data, spec["out_dir"], resume=True, progress=spec["progress"],
+                on_record=on_record)  # fmt: skip
     return res.summary
 
 
 def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
     """The file every job loads: ``data.path``, or ``DIR/data.npz`` generated once."""
-    from stnlab.data import DataError, make_dataset, save
+    from stnlab.data import save
 
     if config.data.path is not None:
         path = Path(config.data.path).resolve()
     else:
-        path = out / "data.npz"
+        path = ExperimentDir(out).data_file
         if not path.is_file():
-            d = config.data
-            log(f"making {d.describe()} -> {path}")
-            try:
-                ds = make_dataset(
-                    d.variant, d.source, d.seed, d.sizes, d.source_dir, cache_dir=d.cache_dir
-                )
-                save(ds, path)
-            except DataError as exc:
-                raise ConfigError(str(exc)) from None
-    try:
-        data = _load_data(str(path))
-    except DataError as exc:
-        raise ConfigError(str(exc)) from None
-    config.check_train_size(len(data.y_train))
+            log(f"making {config.data.describe()} -> {path}")
+            save(config.data.dataset(), path)
+    config.check_train_size(len(_load_data(str(path)).y_train))
     return path
 
 
-def _check_out(config: ExperimentConfig, out: Path) -> None:
-    """Refuse a DIR that holds an experiment on other data: its runs would be mixed up."""
-    path = out / "experiment.json"
-    if path.is_file():
-        before = json.loads(path.read_text()).get("config", {}).get("data")
-        require(
-            before is None or before == config.to_dict()["data"],
-            f"{out} holds an experiment on other data ({before}); choose another --out",
-        )
+def _check_out(config: ExperimentConfig, out: ExperimentDir) -> None:
+    """Refuse a folder that holds an experiment on other data: its runs would be mixed up."""
+    record = out.record()
+    if record is not None and record["data"].decisive() != config.data.decisive():
+        raise ConfigError(f"{out.path} holds an experiment on other data "
+                          f"({record['data'].describe()}); choose another --out")  # fmt: skip
 
 
 def run_experiment(
@@ -218,6 +196,8 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run every job of ``config`` not already finished under ``out``; write results and summary.
 
+    Every file that resuming reads is checked before anything is written.
+
     Args:
         config: the experiment (already checked by its ``__post_init__``).
         out: the experiment's folder; run NAME trains in ``out/runs/NAME``.
@@ -227,62 +207,62 @@ def run_experiment(
         log: where progress lines go.
 
     Raises:
-        ConfigError: anything found wrong before training starts.
+        UserError: anything found wrong before training starts (a ConfigError, DataError
+            or RunFolderError).
     """
     from stnlab.training import resolve_device
 
     t0 = time.perf_counter()
-    out, jobs = Path(out), plan(config)
-    workers = min(config.workers if workers is None else workers, len(jobs))
-    require(workers >= 1, f"workers must be positive, got {workers}")
-    try:
-        device = resolve_device(device or config.train.device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    config = _override(config, workers, device)
+    folder, jobs = ExperimentDir(out), plan(config)
+    workers = min(config.workers, len(jobs))
+    device = resolve_device(config.train.device)
     threads = max(1, cpu_count() // workers)
-    cfgs = {job.name: train_config(config, job, device, threads) for job in jobs}
-    _check_out(config, out)
-    for job in jobs:
-        diff = _config_diff(out / "runs" / job.name, cfgs[job.name])
-        require(
-            not diff,
-            f"{out / 'runs' / job.name} holds a run of another config "
-            f"({'; '.join(diff)}); delete it or choose another --out",
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = prepare_data(config, out, log)
-    reuse = reuses_budgets(config)
-    record = {"config": config.to_dict(), "reuse": reuse, "data_path": str(data_path)}
-    (out / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
-
-    todo = [job for job in jobs if not _is_done(out / "runs" / job.name, job)]
-    skipped = [job.name for job in jobs if job not in todo]
+    runs = {job.name: run_config(config, job, device, threads) for job in jobs}
+    _check_out(config, folder)
+    done = _survey(folder, jobs, runs)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    data_path = prepare_data(config, folder.path, log)
+    folder.write_record(config.to_dict(), reuses_budgets(config), data_path)
+    todo = [job for job in jobs if job.name in done]
+    skipped = [job.name for job in jobs if job.name not in done]
     for line in _plan_lines(config, jobs, skipped, workers, threads, device):
         log(line)
-    sequential = workers == 1 or len(todo) <= 1
-    specs = [
-        {
-            "cfg": cfgs[j.name],
-            "out_dir": str(out / "runs" / j.name),
-            "data_path": str(data_path),
-            "progress": progress and sequential,
-        }
-        for j in todo
-    ]
-    if sequential:
+    specs = [{"run": runs[j.name], "out_dir": str(folder.run(j.name).path),
+              "data_path": str(data_path), "progress": progress} for j in todo]  # fmt: skip
+    _train_jobs(config, folder, todo, specs, workers, sum(done.values()), progress, log)
+    rows = collect_rows(folder, jobs)
+    _write_outcome(config, folder, rows)
+    trained = [job.name for job in todo]
+    return ExperimentResult(folder.path, jobs, trained, skipped, rows, reuses_budgets(config),
+                            time.perf_counter() - t0)  # fmt: skip
+
+
+def _override(config: ExperimentConfig, workers: int | None, device: str | None):
+    """``config`` with the caller's workers and device, checked as the config's own fields."""
+    if workers is not None:
+        config = replace(config, workers=workers)
+    if device is not None:
+        config = replace(config, train=replace(config.train, device=device))
+    return config
+
+
+def _train_jobs(config, folder, todo, specs, workers, done, progress, log) -> None:
+    """Train the jobs left, in this process or in ``workers`` worker processes."""
+    if workers == 1 or len(todo) <= 1:
         for i, (job, spec) in enumerate(zip(todo, specs, strict=True)):
             log(f"[{i + 1}/{len(todo)}] {job.name}: {job.epochs} epochs")
-            _log_done(job, _run_job(spec), out, log)
+            _log_done(job, _run_job(spec), folder, log)
     else:
-        _run_parallel(*_longest_first(config, todo, specs), workers, out, progress, log)
+        _run_parallel(*_longest_first(config, todo, specs), workers, done, folder, progress, log)
 
-    rows = collect_rows(out, jobs)
-    results.write_results(out / "results.csv", rows)
+
+def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows) -> None:
+    """results.csv and summary.md."""
+    folder.write_results(rows)
     notes = [f"Data: {config.data.describe()}.", _how(config) + "."]
     title = f"Experiment `{config.name}`: test accuracy"
-    (out / "summary.md").write_text(results.summary_markdown(rows, title, notes))
-    trained = [job.name for job in todo]
-    return ExperimentResult(out, jobs, trained, skipped, rows, reuse, time.perf_counter() - t0)
+    folder.write_summary(results.summary_markdown(rows, title, notes))
 
 
 def _how(config: ExperimentConfig) -> str:
@@ -323,8 +303,8 @@ def _plan_lines(config, jobs, skipped, workers, threads, device) -> list[str]:
     return lines
 
 
-def _log_done(job: Job, summary: dict[str, Any], out: Path, log: Callable[[str], None]) -> None:
-    evs = results.read_evaluations(out / "runs" / job.name)
+def _log_done(job: Job, summary: dict[str, Any], folder: ExperimentDir, log) -> None:
+    evs = folder.run(job.name).evaluations()
     accs = ", ".join(
         f"{b}: {100 * evs[(b, 'test')]['accuracy']:.1f}%" for b in job.budgets if (b, "test") in evs
     )
@@ -335,36 +315,33 @@ def _longest_first(config: ExperimentConfig, jobs: list[Job], specs: list[dict])
     """Jobs and specs ordered by a cost guess (epochs × parameters), so workers end together."""
     from stnlab import models
 
-    size = {
-        m: models.count_parameters(models.create(m, **asdict(config.model))) for m in config.models
-    }
+    size = {m: models.count_parameters(models.create(replace(config.model, name=m)))
+            for m in config.models}  # fmt: skip
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].epochs * size[jobs[i].model])
     return [jobs[i] for i in order], [specs[i] for i in order]
 
 
-def _run_parallel(todo, specs, workers: int, out: Path, progress: bool, log) -> None:
-    """Run jobs in spawned worker processes; one overall bar counts epochs in metrics files."""
+def _run_parallel(todo, specs, workers: int, done: int, folder, progress: bool, log) -> None:
+    """Run jobs in spawned worker processes; one overall bar moves with the epochs they report."""
     from tqdm.auto import tqdm
 
-    def epochs_done() -> int:
-        paths = [out / "runs" / job.name / "metrics.jsonl" for job in todo]
-        return sum(p.read_text().count('"event": "train"') for p in paths if p.is_file())
-
+    context = get_context("spawn")
     total = sum(job.epochs for job in todo)
-    bar = tqdm(total=total, disable=not progress, unit="epoch", desc="all runs", dynamic_ncols=True)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_job, spec): job for job, spec in zip(todo, specs, strict=True)}
+    bar = tqdm(total=total, initial=done, disable=not progress, unit="epoch", desc="all runs",
+               dynamic_ncols=True)  # fmt: skip
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        records = manager.Queue()  # (run name, record) from every worker's train()
+        futures = {pool.submit(_run_job, {**spec, "queue": records, "progress": False}): job
+                   for job, spec in zip(todo, specs, strict=True)}  # fmt: skip
         pending = set(futures)
         try:
             while pending:
+                _advance(bar, records)
                 for f in [f for f in pending if f.done()]:
                     pending.discard(f)
                     summary = f.result()  # re-raises a worker's error here
                     bar.clear()
-                    _log_done(futures[f], summary, out, log)
-                bar.n = min(total, epochs_done())
-                bar.refresh()
-                time.sleep(0.5 if pending else 0)
+                    _log_done(futures[f], summary, folder, log)
         except BaseException:
             for f in pending:
                 f.cancel()
@@ -373,11 +350,22 @@ def _run_parallel(todo, specs, workers: int, out: Path, progress: bool, log) -> 
             bar.close()
 
 
-def collect_rows(out: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+def _advance(bar, records, wait: float = 0.2) -> None:
+    """Move the bar one step per ``train`` record waiting in the queue."""
+    try:
+        item = records.get(timeout=wait)
+        while True:
+            bar.update(item[1]["event"] == "train")
+            item = records.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, Any]]:
     """One row per model × budget × seed, read from each run's metrics.jsonl."""
     rows = []
     for job in jobs:
-        evs = results.read_evaluations(out / "runs" / job.name)
+        evs = folder.run(job.name).evaluations()
         for b in job.budgets:
             valid, test = evs.get((b, "valid")), evs.get((b, "test"))
             if valid is not None and test is not None:

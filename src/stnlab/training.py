@@ -1,24 +1,29 @@
 """Training: one readable loop over on-device tensors, with evaluation, checkpoints and DDP.
 
-A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON
-line per epoch and per evaluation, appended as they happen), ``checkpoint.pt`` (written
-atomically after every epoch), and at the end ``final.safetensors``, ``summary.json``
-and ``predictions.npz`` (the final test set's per-sample predictions).
+:func:`train` emits one stream of per-epoch records (a ``train`` record per epoch, an
+``eval`` record per evaluated split); each goes to the run folder's metrics.jsonl and
+to every ``on_record`` callback. The run folder (:mod:`stnlab.rundir`) also gets the
+config, a checkpoint after every epoch and, at the end, the final weights, per-sample
+test predictions at every evaluated epoch and a summary.
 
 Example:
+    >>> from stnlab.config import ModelConfig, RunConfig, TrainConfig
     >>> from stnlab.data import make_dataset
-    >>> ds = make_dataset(sizes=(400, 100, 100))
-    >>> res = train(TrainConfig(model="stn", epochs=2), ds, out_dir="runs/demo")
-    >>> res.summary["test_accuracy"]
+    >>> data = make_dataset(sizes=(200, 50, 50))
+    >>> run = RunConfig(ModelConfig("cnn", size="small"), TrainConfig(epochs=1, batch_size=100))
+    >>> seen = []
+    >>> res = train(run, data, progress=False, on_record=[seen.append])
+    >>> [r["event"] for r in seen], 0 <= res.summary["test_accuracy"] <= 1
+    (['train', 'eval', 'eval'], True)
 """
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,125 +35,50 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from stnlab import __version__, distributed, models
-from stnlab.atomic import atomic_write
-from stnlab.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from stnlab.checkpoint import write_json as _write_json
+from stnlab.config import RunConfig, TrainConfig
+from stnlab.errors import ConfigError, RunFolderError, TrainingDivergedError
 from stnlab.evaluation import Evaluation, evaluate
+from stnlab.rundir import CHECKPOINT, Checkpoint, Predictions, RunDir
 
 __all__ = [
-    "SCHEDULES",
-    "Evaluation",
-    "TrainConfig",
+    "Precision",
+    "Record",
     "TrainResult",
-    "TrainingDiverged",
-    "TrainingDivergedError",
-    "evaluate",
+    "epoch_batches",
+    "loss",
     "lr_factor",
     "resolve_device",
     "train",
 ]
 
-SCHEDULES = ("constant", "cosine", "step")
-# Fields that may change when a run is resumed: they do not change what is computed.
-_RESUMABLE_CHANGES = ("device", "threads", "compile", "amp", "eval_epochs")
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-TrainingDiverged = TrainingDivergedError  # the name the issue uses
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run (the data aside).
-
-    Args:
-        model: a name from :func:`stnlab.models.names`.
-        model_kwargs: extra arguments of :func:`stnlab.models.create` (``size``, ``transform``...).
-        epochs: passes over the training set.
-        batch_size: global batch (split across processes under DDP); 200 makes 10,000
-            training images 50 iterations per epoch, the study's protocol.
-        lr: Adam's learning rate.
-        loc_lr: learning rate of the localization networks (``None``: same as ``lr``).
-        weight_decay: Adam's L2 penalty.
-        schedule: ``constant``; ``cosine`` (to 0 over the run); ``step`` (×0.1 at 50% and 75%).
-        seed: seeds the initial weights, each epoch's shuffle and dropout.
-        eval_epochs: epochs after which to evaluate valid and test (the last one always is).
-        device: ``cpu``, ``cuda`` or ``cuda:N`` (resolve ``auto`` with :func:`resolve_device`).
-        amp: mixed precision on CUDA (bf16, or fp16 with loss scaling); ignored on CPU.
-        compile: ``torch.compile`` the model for training.
-        threads: ``torch.set_num_threads`` for this process (``None``: leave as is).
-    """
-
-    model: str = "stn"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 100
-    batch_size: int = 200
-    lr: float = 1e-3
-    loc_lr: float | None = None
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    seed: int = 0
-    eval_epochs: tuple[int, ...] = ()
-    device: str = "cpu"
-    amp: bool = True
-    compile: bool = False
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.model not in models.names():
-            raise ValueError(f"unknown model {self.model!r}; known: {', '.join(models.names())}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not self.lr > 0 or (self.loc_lr is not None and not self.loc_lr > 0):
-            raise ValueError(
-                f"learning rates must be positive, got lr={self.lr}, loc_lr={self.loc_lr}"
-            )
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}"
-            )
-        if self.device == "auto" or torch.device(self.device).type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
-        if self.threads is not None and int(self.threads) <= 0:
-            raise ValueError(f"threads must be positive, got {self.threads}")
-        self.epochs, self.batch_size = int(self.epochs), int(self.batch_size)
-        self.eval_epochs = tuple(sorted({int(e) for e in self.eval_epochs}))
-        bad = [e for e in self.eval_epochs if not 1 <= e <= self.epochs]
-        if bad:
-            raise ValueError(f"eval_epochs must lie in 1..{self.epochs}, got {bad}")
-        self.model_kwargs = dict(self.model_kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["eval_epochs"] = list(self.eval_epochs)
-        return d
+Record = dict[str, Any]  # one line of metrics.jsonl: {"event": "train" | "eval", "epoch": ...}
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained model (eval mode), summary and evaluations."""
+    """What :func:`train` returns: the trained model (eval mode), summary and evaluations.
+
+    ``evaluations`` (epoch -> {"valid": ..., "test": ...}) is empty for a finished run
+    that is reloaded from its folder; read its records with :class:`~stnlab.rundir.RunDir`.
+    """
 
     model: nn.Module
     summary: dict[str, Any]
-    evaluations: dict[int, dict[str, Evaluation]]  # epoch -> {"valid": ..., "test": ...}
+    evaluations: dict[int, dict[str, Evaluation]]
     out_dir: Path | None = None
 
 
 def resolve_device(name: str = "auto") -> str:
     """``auto`` → ``cuda`` when available, else ``cpu``; checks that CUDA exists if asked for.
 
-    For the CLI and experiment runners only: library code takes the device it is given.
+    For the CLI and runners (and :func:`train`, the runner of one run): library code
+    below them takes the device of the tensors it is given.
     """
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+        raise ConfigError(f"train.device {name!r} asked for, but CUDA is not available here",
+                          "train.device")  # fmt: skip
     return name
 
 
@@ -173,6 +103,12 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return perm.view(iters, batch_size)[:, rank::world]  # (iters, B / world)
 
 
+def loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The training loss of a batch: mean cross-entropy of logits (N, K) in float32, with
+    ``cfg.label_smoothing`` of each target spread over all classes."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam; the localization networks form their own group when ``loc_lr`` is set."""
     loc = list(model.localization_parameters()) if cfg.loc_lr is not None else []
@@ -189,238 +125,311 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
-def _describe(data: Any) -> dict[str, Any]:
-    """A JSON-able description of the data set's shapes, for config.json."""
-    desc = {"image_size": list(data.x_train.shape[2:])}
-    for split in ("train", "valid", "test"):
-        desc[f"{split}_size"] = len(getattr(data, f"y_{split}"))
-    return desc
+@dataclass
+class Precision:
+    """Autocast of a run: bfloat16, or float16 with loss scaling on CUDA without bfloat16."""
+
+    enabled: bool
+    dtype: torch.dtype
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, device: torch.device) -> Precision:
+        """``cfg.amp``, or by default on for CUDA and off for CPU."""
+        enabled = device.type == "cuda" if cfg.amp is None else cfg.amp
+        fp16 = enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        dtype = torch.float16 if fp16 else torch.bfloat16
+        return cls(enabled, dtype, torch.amp.GradScaler("cuda", enabled=fp16))
 
 
-def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    now = cfg.to_dict()
-    diff = [k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ValueError(f"cannot resume: the config differs from the checkpoint's ({shown})")
+@dataclass
+class _Progress:
+    """Where a run stands: the last finished epoch, training time, evaluations so far."""
 
-
-class _Log:
-    """Appends metric lines to ``metrics.jsonl`` (main process with an out_dir only)."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-
-    def __call__(self, **record: Any) -> None:
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def size(self) -> int:
-        return self.path.stat().st_size if self.path is not None and self.path.exists() else 0
+    epoch: int = 0
+    train_seconds: float = 0.0
+    evaluations: dict[int, dict[str, Evaluation]] = field(default_factory=dict)
 
 
 def train(
-    cfg: TrainConfig,
+    run: RunConfig,
     data: Any,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    data_info: dict[str, Any] | None = None,
+    on_record: Sequence[Callable[[Record], None]] = (),
 ) -> TrainResult:
-    """Train ``cfg.model`` on ``data`` (a :class:`~stnlab.data.ClutteredMNIST`).
+    """Train ``run.model`` on ``data`` (a :class:`~stnlab.data.ClutteredMNIST`).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this trains data-parallel, each process on
-    its share of every batch; only rank 0 writes files and draws the progress bar.
+    its share of every batch; only rank 0 writes files, emits records and draws the bar.
 
     Args:
-        cfg: the run's configuration.
+        run: the run's config; the model's image shape and classes are taken from ``data``
+            and ``run.train.device`` ``auto`` is resolved here.
         data: ``x_train``/``y_train``/``x_valid``/``y_valid``/``x_test``/``y_test`` tensors.
-        out_dir: run directory (``None``: write nothing, keep no checkpoints).
-        resume: continue from ``out_dir/checkpoint.pt`` if there is one; a finished run
-            is reloaded and returned. Without it an existing run directory is an error.
+        out_dir: run folder (``None``: write nothing, keep no checkpoints).
+        resume: continue from the folder's checkpoint if there is one; a finished run
+            is reloaded and returned. Without it a folder that holds a run is an error.
         progress: draw a tqdm progress bar.
-        data_info: where the data came from (a path, a variant...), recorded in config.json.
+        on_record: callbacks that get each record as it is made (the metrics.jsonl lines).
 
     Raises:
-        TrainingDiverged: the loss became NaN or infinite.
-        ValueError: bad data for the config, or a config that differs from the checkpoint's.
-        FileExistsError: ``out_dir`` holds a run and ``resume`` is false.
+        TrainingDivergedError: the loss became NaN or infinite.
+        ConfigError: bad data for the config, or a config that differs from the saved run's.
+        RunFolderError: the folder holds a run (without ``resume``) or damaged files.
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    dist, device = distributed.setup(torch.device(cfg.device))
+    if run.train.threads is not None:
+        torch.set_num_threads(run.train.threads)
+    dist, device = distributed.setup(torch.device(resolve_device(run.train.device)))
     try:
-        out = Path(out_dir) if out_dir else None
-        return _train(cfg, data, out, resume, progress, dist, device, data_info or {})
+        folder = RunDir(out_dir) if out_dir is not None else None
+        return _train(run, data, folder, resume, progress, dist, device, on_record)
     finally:
         distributed.teardown(dist)
 
 
-def _train(cfg, data, out, resume, progress, dist, device, data_info) -> TrainResult:
-    n, world = len(data.y_train), dist.world_size
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} processes")
-    if n < cfg.batch_size:
-        raise ValueError(f"{n} training images make no batch of {cfg.batch_size}")
-    writes = out is not None and dist.is_main
-    torch.manual_seed(cfg.seed)
-    num_classes = int(getattr(data, "num_classes", 10))
-    c, h, w = data.x_train.shape[1:]
-    in_size = h if h == w else (h, w)
-    model = models.create(cfg.model, in_channels=c, in_size=in_size, num_classes=num_classes,
-                          **cfg.model_kwargs).to(device)  # fmt: skip
-    optimizer = _optimizer(model, cfg)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    log = _Log(out / "metrics.jsonl" if writes else None)
-    ckpt_path = out / "checkpoint.pt" if out is not None else None
-
-    restored = _open_run(out, resume, writes, cfg, model, optimizer, scaler, log, device)
-    if isinstance(restored, TrainResult):  # a finished run, reloaded
-        return restored
-    start, train_seconds, evaluations = restored
+def _train(run, data, folder, resume, progress, dist, device, on_record) -> TrainResult:
+    precision = Precision.of(run.train, device)
+    run = _as_run(run, data, device, precision)
+    _check_batches(run.train, len(data.y_train), dist.world_size)
+    torch.manual_seed(run.train.seed)
+    model = models.create(run.model).to(device)
+    optimizer = _optimizer(model, run.train)
+    writes = folder is not None and dist.is_main
+    state = _open(folder, resume, writes, run, model, optimizer, precision, device)
+    if isinstance(state, TrainResult):  # a finished run, reloaded
+        return state
     if writes:
-        _write_json(out / "config.json", {
-            **cfg.to_dict(), "model": model.config, "world_size": world,
-            "data": {**_describe(data), **data_info},
-            "versions": {"stnlab": __version__, "torch": torch.__version__,
-                         "python": platform.python_version()},
-        })  # fmt: skip
-
-    # channels_last: mkldnn's convolutions (and cuDNN's under AMP) run faster in NHWC.
-    model.to(memory_format=torch.channels_last)
-    x_train = data.x_train.to(device).contiguous(memory_format=torch.channels_last)
-    y_train = data.y_train.to(device)
-    net = DistributedDataParallel(model) if dist.enabled else model
-    if cfg.compile:
-        net = torch.compile(net)
-    iters = n // cfg.batch_size
-    eval_at = set(cfg.eval_epochs) | {cfg.epochs}
-    bar = tqdm(total=cfg.epochs * iters, initial=start * iters, desc=cfg.model, unit="it",
-               disable=not (progress and dist.is_main), dynamic_ncols=True)  # fmt: skip
-
-    for epoch in range(start + 1, cfg.epochs + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, epoch, cfg.epochs)
-        batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch, dist.rank, world).to(device)
-        model.train()
-        t0 = time.perf_counter()
-        # Running sums stay on the device: no host sync per step.
-        stats = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
-        for step, idx in enumerate(batches):
-            xb, yb = x_train[idx], y_train[idx]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            stats += torch.stack([loss.detach() * len(yb), (logits.argmax(1) == yb).sum()])
-            if not bar.disable and ((step + 1) % 10 == 0 or step + 1 == iters):
-                seen = (step + 1) * len(yb)
-                s = stats.tolist()
-                bar.set_postfix(epoch=epoch, loss=f"{s[0] / seen:.4f}", acc=f"{s[1] / seen:.3f}")
-            bar.update(1)
-        loss_sum, correct = distributed.all_reduce_sum(stats, dist).tolist()
-        count = iters * cfg.batch_size
-        seconds = time.perf_counter() - t0
-        if not math.isfinite(loss_sum):
-            bar.close()
-            kept = (
-                f"the checkpoint of epoch {start} is kept" if start and writes else "nothing saved"
-            )
-            raise TrainingDivergedError(
-                f"the training loss became {loss_sum} in epoch {epoch}; {kept}"
-            )
-        train_seconds += seconds
-        lr = optimizer.param_groups[0]["lr"]
-        log(event="train", epoch=epoch, loss=loss_sum / count, accuracy=correct / count, lr=lr,
-            seconds=seconds)  # fmt: skip
-        if epoch in eval_at and dist.is_main:
-            evaluations[epoch] = {}
-            for split in ("valid", "test"):
-                ev = evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
-                evaluations[epoch][split] = ev
-                log(event="eval", epoch=epoch, split=split, accuracy=ev.accuracy, loss=ev.loss,
-                    train_seconds=train_seconds)  # fmt: skip
-        if writes:
-            save_checkpoint(ckpt_path, {
-                "config": cfg.to_dict(), "epoch": epoch, "train_seconds": train_seconds,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
-                "evaluations": {e: {s: v.state() for s, v in evs.items()}
-                                for e, evs in evaluations.items()},
-                "metrics_bytes": log.size(),
-                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-            })  # fmt: skip
-        start = epoch  # the last good checkpoint
-    bar.close()
-
-    identical = distributed.replicas_identical(model, dist)
-    if not identical:
+        folder.write_config(run, **_facts(data, dist.world_size))
+    emit = _emitter(_consumers(run, folder if writes else None, on_record, dist.is_main))
+    _epochs(run, model, optimizer, precision, data, dist, device, state, emit,
+            folder if writes else None, progress)  # fmt: skip
+    if not distributed.replicas_identical(model, dist):
         raise RuntimeError("data-parallel replicas ended with different weights")
     model.to(memory_format=torch.contiguous_format).eval()
-    summary = _summary(cfg, model, evaluations, train_seconds, iters, world, device)
+    summary = _summary(run, model, state, len(data.y_train), dist.world_size, device)
     if writes:
-        _finish(out, model, data, evaluations[cfg.epochs]["test"], summary)
-    return TrainResult(model, summary, evaluations, out)
+        _finish(folder, model, data, state.evaluations, summary)
+    return TrainResult(model, summary, state.evaluations, folder.path if folder else None)
 
 
-def _open_run(out, resume, writes, cfg, model, optimizer, scaler, log, device):
-    """Restore state from ``out/checkpoint.pt`` when resuming, or start a fresh run directory.
+def _as_run(run: RunConfig, data: Any, device: torch.device, precision: Precision) -> RunConfig:
+    """The config as this run executes it: image shape and classes from the data, the device
+    and mixed precision as chosen."""
+    c, h, w = data.x_train.shape[1:]
+    model = replace(run.model, in_channels=c, in_size=(h, w),
+                    num_classes=int(getattr(data, "num_classes", 10)))  # fmt: skip
+    return replace(run, model=model, train=replace(run.train, device=str(device),
+                                                   amp=precision.enabled))  # fmt: skip
 
-    Returns ``(start_epoch, train_seconds, evaluations)``, or a :class:`TrainResult` for a
-    run that had already finished.
+
+def _check_batches(cfg: TrainConfig, n: int, world: int) -> None:
+    if cfg.batch_size % world:
+        raise ConfigError(f"train.batch_size {cfg.batch_size} does not split over {world} "
+                          "processes", "train.batch_size")  # fmt: skip
+    if n < cfg.batch_size:
+        raise ConfigError(f"train.batch_size {cfg.batch_size} is more than the {n} training "
+                          "images", "train.batch_size")  # fmt: skip
+
+
+def _facts(data: Any, world: int) -> dict[str, Any]:
+    """What config.json records beside the config: data shapes, processes, versions."""
+    shapes = {f"{s}_size": len(getattr(data, f"y_{s}")) for s in ("train", "valid", "test")}
+    versions = {"stnlab": __version__, "torch": torch.__version__,
+                "python": platform.python_version()}  # fmt: skip
+    return {"shapes": {"image_size": list(data.x_train.shape[2:]), **shapes},
+            "world_size": world, "versions": versions}  # fmt: skip
+
+
+def _consumers(run: RunConfig, folder: RunDir | None, on_record, main: bool) -> list:
+    """Where the records go: metrics.jsonl, then the caller's callbacks (main process only).
+
+    A consumer that a config field switches on is added here, e.g.
+    ``if run.train.tensorboard: sinks.append(TensorBoardWriter(folder.path))``.
     """
-    ckpt_path = out / "checkpoint.pt" if out is not None else None
-    if ckpt_path is not None and ckpt_path.exists() and resume:
-        ck = load_checkpoint(ckpt_path)
-        _check_resumable(ck["config"], cfg)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["rng"])
-        if device.type == "cuda" and "cuda_rng" in ck:
-            torch.cuda.set_rng_state(ck["cuda_rng"], device)
-        evaluations = {e: {s: Evaluation.from_state(v) for s, v in evs.items()}
-                       for e, evs in ck["evaluations"].items()}  # fmt: skip
-        if ck["epoch"] == cfg.epochs and (out / "summary.json").exists():
-            summary = json.loads((out / "summary.json").read_text())
-            return TrainResult(model.eval(), summary, evaluations, out)
-        if writes and log.size() > ck["metrics_bytes"]:  # drop lines of the epoch cut short
-            with open(log.path, "r+b") as f:
-                f.truncate(ck["metrics_bytes"])
-        return ck["epoch"], ck["train_seconds"], evaluations
-    if (
-        out is not None
-        and not resume
-        and any((out / f).exists() for f in ("checkpoint.pt", "summary.json"))
-    ):
-        raise FileExistsError(f"{out} already holds a run; resume it or choose another directory")
+    if not main:
+        return []
+    return [*([folder.append] if folder is not None else []), *on_record]
+
+
+def _emitter(sinks: list[Callable[[Record], None]]) -> Callable[[Record], None]:
+    def emit(record: Record) -> None:
+        for sink in sinks:
+            sink(record)
+
+    return emit
+
+
+# ----------------------------------------------------------------------------- opening a run
+
+
+def _open(folder, resume, writes, run, model, optimizer, precision, device):
+    """Start the run folder, or restore from it when resuming.
+
+    Returns the :class:`_Progress` to continue from, or a :class:`TrainResult` for a run
+    that had already finished.
+    """
+    if folder is None:
+        return _Progress()
+    if folder.holds_run() and not resume:
+        raise RunFolderError(f"{folder.path} already holds a run; resume it (--resume) or "
+                             "choose another directory (--out)")  # fmt: skip
+    if resume and folder.is_finished():
+        _refuse_changes(folder.differences(run), "finished run's")
+        summary = folder.summary()
+        folder.load_weights(model)
+        return TrainResult(model.eval(), summary, {}, folder.path)
+    if resume and folder.file(CHECKPOINT).exists():
+        return _restore(folder, writes, run, model, optimizer, precision, device)
     if writes:
-        out.mkdir(parents=True, exist_ok=True)
-        log.path.write_text("")
-    return 0, 0.0, {}
+        folder.start_metrics()
+    return _Progress()
 
 
-def _summary(cfg, model, evaluations, train_seconds, iters, world, device) -> dict[str, Any]:
-    final = evaluations.get(cfg.epochs, {})
-    images = cfg.epochs * iters * cfg.batch_size
+def _refuse_changes(diff: list[str], whose: str) -> None:
+    if diff:
+        raise ConfigError(f"cannot resume: the config differs from the {whose} "
+                          f"({'; '.join(diff)})")  # fmt: skip
+
+
+def _restore(folder: RunDir, writes, run, model, optimizer, precision, device) -> _Progress:
+    """Load checkpoint.pt into the model, optimizer, scaler and RNGs; rewind metrics.jsonl."""
+    ck = folder.load_checkpoint()
+    _refuse_changes(run.differences(ck.config), "checkpoint's")
+    try:
+        model.load_state_dict(ck.model)
+        optimizer.load_state_dict(ck.optimizer)
+        precision.scaler.load_state_dict(ck.scaler)
+        evaluations = {int(e): {s: Evaluation.from_state(v) for s, v in evs.items()}
+                       for e, evs in ck.evaluations.items()}  # fmt: skip
+        torch.set_rng_state(ck.rng)
+        if device.type == "cuda" and ck.cuda_rng is not None:
+            torch.cuda.set_rng_state(ck.cuda_rng, device)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise folder.damaged(CHECKPOINT, f"does not fit this run ({str(exc).splitlines()[0]})",
+                             "delete it to start the run over") from None  # fmt: skip
+    if writes:  # drop the lines of an epoch cut short
+        folder.rewind_metrics(ck.metrics_bytes)
+    return _Progress(ck.epoch, ck.train_seconds, evaluations)
+
+
+# ----------------------------------------------------------------------------- the epochs
+
+
+def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, folder, progress):
+    """Train from ``state.epoch + 1`` to the last epoch: train, record, evaluate, checkpoint."""
+    cfg, n = run.train, len(data.y_train)
+    # channels_last: mkldnn's convolutions (and cuDNN's under AMP) run faster in NHWC.
+    model.to(memory_format=torch.channels_last)
+    x = data.x_train.to(device).contiguous(memory_format=torch.channels_last)
+    y = data.y_train.to(device)
+    net = DistributedDataParallel(model) if dist.enabled else model
+    net = torch.compile(net) if cfg.compile else net
+    iters, due = n // cfg.batch_size, set(cfg.eval_epochs())
+    bar = tqdm(total=cfg.epochs * iters, initial=state.epoch * iters, desc=run.model.name,
+               unit="it", disable=not (progress and dist.is_main), dynamic_ncols=True)  # fmt: skip
+    with bar:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            record = _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar)
+            if not math.isfinite(record["loss"]):
+                kept = f"the checkpoint of epoch {state.epoch} is kept" if state.epoch and folder \
+                    else "nothing saved"  # fmt: skip
+                raise TrainingDivergedError(
+                    f"training diverged: the loss became {record['loss']} in epoch {epoch}; {kept}"
+                )
+            state.train_seconds += record["seconds"]
+            emit(record)
+            if epoch in due and dist.is_main:
+                state.evaluations[epoch] = _evaluate(model, data, epoch, state, cfg, emit)
+            if folder is not None:
+                folder.save_checkpoint(_checkpoint(run, epoch, state, model, optimizer,
+                                                   precision, device, folder))  # fmt: skip
+            state.epoch = epoch  # the last good checkpoint
+
+
+def _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar) -> Record:
+    """One pass over the training set; returns the epoch's ``train`` record."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, epoch, cfg.epochs)
+    batches = epoch_batches(len(y), cfg.batch_size, cfg.seed, epoch, dist.rank, dist.world_size)
+    model.train()
+    t0 = time.perf_counter()
+    # Running sums stay on the device: no host sync per step.
+    stats = torch.zeros(2, dtype=torch.float64, device=y.device)  # loss sum, correct
+    for step, idx in enumerate(batches.to(y.device)):
+        xb, yb = x[idx], y[idx]
+        with torch.autocast(y.device.type, dtype=precision.dtype, enabled=precision.enabled):
+            logits = net(xb)
+            batch_loss = loss(logits, yb, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        precision.scaler.scale(batch_loss).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        stats += torch.stack([batch_loss.detach() * len(yb), (logits.argmax(1) == yb).sum()])
+        if not bar.disable and ((step + 1) % 10 == 0 or step + 1 == len(batches)):
+            s, seen = stats.tolist(), (step + 1) * len(yb)
+            bar.set_postfix(epoch=epoch, loss=f"{s[0] / seen:.4f}", acc=f"{s[1] / seen:.3f}")
+        bar.update(1)
+    loss_sum, correct = distributed.all_reduce_sum(stats, dist).tolist()
+    count = len(batches) * cfg.batch_size
+    return {"event": "train", "epoch": epoch, "loss": loss_sum / count,
+            "accuracy": correct / count, "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _evaluate(model, data, epoch: int, state: _Progress, cfg: TrainConfig, emit):
+    """Valid and test after ``epoch``, one ``eval`` record each; probabilities kept only for
+    the last epoch."""
+    found = {}
+    for split in ("valid", "test"):
+        ev = evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+        if epoch != cfg.epochs:
+            ev.probabilities = None
+        found[split] = ev
+        emit({"event": "eval", "epoch": epoch, "split": split, "accuracy": ev.accuracy,
+              "loss": ev.loss, "train_seconds": state.train_seconds})  # fmt: skip
+    return found
+
+
+def _checkpoint(run, epoch, state, model, optimizer, precision, device, folder) -> Checkpoint:
+    evaluations = {e: {s: v.state() for s, v in evs.items()}
+                   for e, evs in state.evaluations.items()}  # fmt: skip
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return Checkpoint(
+        run.to_dict(),
+        epoch,
+        state.train_seconds,
+        model.state_dict(),
+        optimizer.state_dict(),
+        precision.scaler.state_dict(),
+        torch.get_rng_state(),
+        evaluations,
+        folder.metrics_bytes(),
+        cuda_rng,
+    )
+
+
+# ----------------------------------------------------------------------------- the end
+
+
+def _summary(run, model, state, n, world, device) -> dict[str, Any]:
+    cfg = run.train
+    final = state.evaluations.get(cfg.epochs, {})
+    images = cfg.epochs * (n // cfg.batch_size) * cfg.batch_size
+    seconds = state.train_seconds
     return {
-        "model": cfg.model,
-        "size": model.config.get("size"),
-        "transform": model.config.get("transform"),
+        "model": run.model.name,
+        "size": run.model.size,
+        "transform": run.model.transform,
         "epochs": cfg.epochs,
         "seed": cfg.seed,
         "valid_accuracy": final["valid"].accuracy if final else None,
         "test_accuracy": final["test"].accuracy if final else None,
         "valid_loss": final["valid"].loss if final else None,
         "test_loss": final["test"].loss if final else None,
-        "train_seconds": train_seconds,
-        "train_images_per_second": images / train_seconds if train_seconds > 0 else None,
+        "train_seconds": seconds,
+        "train_images_per_second": images / seconds if seconds > 0 else None,
         "parameters": models.count_parameters(model),
         "batch_size": cfg.batch_size,
         "device": str(device),
@@ -429,13 +438,17 @@ def _summary(cfg, model, evaluations, train_seconds, iters, world, device) -> di
     }
 
 
-def _finish(out: Path, model: nn.Module, data: Any, test: Evaluation, summary: dict) -> None:
+def _finish(folder: RunDir, model: nn.Module, data: Any, evaluations, summary: dict) -> None:
     """Write the final weights, the test set's per-sample predictions, then summary.json."""
-    if test.probabilities is None:  # evaluated before a resume: probabilities are not kept
-        test = evaluate(model, data.x_test, data.y_test)
-    save_weights(out / "final.safetensors", model, metadata={"model": json.dumps(model.config)})
-
-    with atomic_write(out / "predictions.npz") as f:
-        np.savez(f, labels=test.labels, predictions=test.predictions,
-                 confidence=test.confidence, probabilities=test.probabilities)  # fmt: skip
-    _write_json(out / "summary.json", summary)
+    epochs = sorted(e for e, evs in evaluations.items() if "test" in evs)
+    last = evaluations[epochs[-1]]["test"]
+    if last.probabilities is None:  # evaluated before a resume: probabilities are not kept
+        last = evaluate(model, data.x_test, data.y_test)
+    folder.save_weights(model)
+    tests = [evaluations[e]["test"] for e in epochs]
+    folder.write_predictions(Predictions(
+        labels=last.labels, epochs=np.array(epochs),
+        predictions=np.stack([t.predictions for t in tests]).astype(np.int16),
+        confidence=np.stack([t.confidence for t in tests]), probabilities=last.probabilities,
+    ))  # fmt: skip
+    folder.write_summary(summary)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stnlab.cli import CommandError
+from stnlab.cli import add_options, given
+from stnlab.config import PLACEMENTS, SPLITS, DataConfig
+from stnlab.errors import CommandError, DataError
 
 HELP = "make, fetch, inspect and show Cluttered MNIST data sets"
-_VARIANT_NAMES = "40x40, 60x60, rotated, rts, projective, elastic"  # checked in run()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,20 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     make = sub.add_parser("make", help="generate a data set and save it as .npz")
-    make.add_argument("--variant", default="40x40", help=f"one of {_VARIANT_NAMES}")
-    make.add_argument("--source", default="embedded", choices=("embedded", "mnist"))
+    add_options(make, DataConfig, skip=["path"], flags={"seed": "seed"})
     make.add_argument("--out", required=True, type=Path, help="output .npz path")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument(
-        "--sizes",
-        type=int,
-        nargs=3,
-        default=(10_000, 1_000, 1_000),
-        metavar=("TRAIN", "VALID", "TEST"),
-    )
-    make.add_argument("--source-dir", type=Path, help="directory holding the MNIST IDX files")
-    make.add_argument("--cache-dir", type=Path, help="where downloaded MNIST files are kept")
-    make.add_argument("--placement", choices=("published", "uniform", "center"))
+    make.add_argument("--placement", choices=PLACEMENTS)
     make.add_argument("--patches", type=int, help="number of clutter patches")
     make.add_argument("--patch-size", type=int, help="side of a clutter patch in pixels")
     make.set_defaults(_action=_make)
@@ -54,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="save a labelled grid of samples as an image")
     show.add_argument("path", type=Path)
     show.add_argument("--out", required=True, type=Path, help="output image (.png)")
-    show.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    show.add_argument("--split", default="train", choices=SPLITS)
     show.add_argument("--rows", type=int, default=4)
     show.add_argument("--cols", type=int, default=8)
     show.add_argument("--seed", type=int, default=0, help="which samples to pick")
@@ -62,34 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to the chosen action, turning data errors into one-line CLI errors."""
-    from stnlab.data import DataError
-
-    try:
-        return args._action(args)
-    except DataError as exc:
-        raise CommandError(str(exc)) from None
+    """Dispatch to the chosen action."""
+    return args._action(args)
 
 
 def _make(args: argparse.Namespace) -> int:
     """``stnlab data make``."""
-    from stnlab.data import VARIANTS, make_dataset, save
+    from stnlab.data import save
 
-    if args.variant not in VARIANTS:
-        raise CommandError(f"unknown variant {args.variant!r}; choose from {', '.join(VARIANTS)}")
+    config = DataConfig(**given(args, DataConfig))
     names = {"placement": args.placement, "patches": args.patches, "patch_size": args.patch_size}
-    overrides = {key: value for key, value in names.items() if value is not None}
-    ds = make_dataset(
-        args.variant,
-        source=args.source,
-        seed=args.seed,
-        sizes=tuple(args.sizes),
-        source_dir=args.source_dir,
-        cache_dir=args.cache_dir,
-        **overrides,
-    )
+    ds = config.dataset(**{key: value for key, value in names.items() if value is not None})
     save(ds, args.out)
-    print(f"wrote {args.out}: variant {args.variant}, {_describe(ds)}, seed {args.seed}")
+    print(f"wrote {args.out}: variant {config.variant}, {_describe(ds)}, seed {config.seed}")
     return 0
 
 
@@ -149,7 +124,7 @@ def _show(args: argparse.Namespace) -> int:
         raise CommandError("--rows and --cols must be at least 1")
     x, y = load(args.path).split(args.split)
     if len(x) == 0:
-        raise CommandError(f"{args.path}: split {args.split!r} is empty")
+        raise DataError(f"{args.path}: split {args.split!r} is empty")
     count = min(args.rows * args.cols, len(x))
     pick = np.random.default_rng(args.seed).choice(len(x), size=count, replace=False)
     fig, axes = plt.subplots(args.rows, args.cols, figsize=(1.3 * args.cols, 1.45 * args.rows))

@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from stnlab.cli import CommandError
+from stnlab.cli import add_options, given
+from stnlab.config import EVAL_BATCH, SPLITS, TrainConfig
+from stnlab.errors import CommandError, DataError
 
 HELP = "evaluate a trained run on a data file (accuracy, loss, per-class accuracy)"
 
@@ -14,37 +16,30 @@ HELP = "evaluate a trained run on a data file (accuracy, loss, per-class accurac
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `stnlab train`")
     p.add_argument("--data", required=True, metavar="PATH.npz", help="data file to evaluate on")
-    p.add_argument("--split", default="test", choices=("test", "valid", "train"))
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--batch-size", type=int, default=EVAL_BATCH, help="images per forward pass")
+    add_options(p, TrainConfig, only=["device"])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from stnlab import models
-    from stnlab.data import DataError, load
+    from stnlab.data import load
     from stnlab.training import evaluate, resolve_device
 
     if args.batch_size <= 0:
         raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
     if not Path(args.data).is_file():
-        raise CommandError(f"no data file {args.data!r}")
-    try:
-        device = resolve_device(args.device)
-        model = models.load(args.run_dir).to(device)
-        data = load(args.data)
-    except (FileNotFoundError, ValueError, DataError) as exc:
-        raise CommandError(str(exc)) from None
-    x, y = data.split(args.split)
-    expected = model.config["in_size"]
-    expected = list(expected) if isinstance(expected, list) else [expected, expected]
-    if list(x.shape[1:]) != [model.config["in_channels"], *expected]:
-        raise CommandError(
-            f"{args.data} has images {tuple(x.shape[1:])}, but the model takes "
-            f"({model.config['in_channels']}, {expected[0]}, {expected[1]})"
-        )
+        raise DataError(f"no data file {args.data!r}")
+    device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
+    model = models.load(args.run_dir).to(device)
+    x, y = load(args.data).split(args.split)
+    expected = (model.config.in_channels, *model.in_size)
+    if tuple(x.shape[1:]) != expected:
+        raise DataError(f"{args.data} has images {tuple(x.shape[1:])}, but the model takes "
+                        f"{expected}")  # fmt: skip
     if len(x) == 0:
-        raise CommandError(f"the {args.split} split of {args.data} is empty")
+        raise DataError(f"the {args.split} split of {args.data} is empty")
     ev = evaluate(model, x, y, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({"split": args.split, "n": len(y), **ev.to_dict()}))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stnlab.cli import CommandError
+from stnlab.cli import add_options, given
+from stnlab.config import ExperimentConfig, TrainConfig
+from stnlab.experiment import PRESETS
 
 HELP = "run a study of models × epoch budgets × seeds; write results.csv, summary.md, report"
 
@@ -13,11 +15,11 @@ HELP = "run a study of models × epoch budgets × seeds; write results.csv, summ
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Attach the experiment options."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="a named config: seed (the study), demo or smoke")
+    src.add_argument("--preset", help=f"a named config: {', '.join(PRESETS)} (seed: the study)")
     src.add_argument("--config", type=Path, metavar="FILE", help="a TOML (or YAML) config file")
     p.add_argument("--out", type=Path, help="experiment folder (default runs/NAME)")
-    p.add_argument("--workers", type=int, help="parallel worker processes (default: config's)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: config's)")
+    add_options(p, ExperimentConfig, only=["workers"], show_default=False)
+    add_options(p, TrainConfig, only=["device"], show_default=False)
     p.add_argument("--dry-run", action="store_true", help="check the config, print the runs, stop")
     p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -27,28 +29,23 @@ def run(args: argparse.Namespace) -> int:
     """Check the whole config, run what is not finished, then write the report."""
     from stnlab import experiment as ex
     from stnlab import runner
-    from stnlab.training import TrainingDivergedError
 
-    try:
-        config = ex.preset(args.preset) if args.preset else ex.load_config(args.config)
-        out = args.out or Path("runs") / config.name
-        if args.dry_run:
-            print(runner.describe_plan(config))
-            return 0
-        result = runner.run_experiment(config, out, args.workers, args.device, not args.quiet)
-    except (ex.ConfigError, TrainingDivergedError) as exc:
-        raise CommandError(str(exc)) from None
+    config = ex.preset(args.preset) if args.preset else ex.load_config(args.config)
+    out = args.out or Path("runs") / config.name
+    if args.dry_run:
+        print(runner.describe_plan(config))
+        return 0
+    workers = given(args, ExperimentConfig).get("workers")
+    device = given(args, TrainConfig).get("device")
+    result = runner.run_experiment(config, out, workers, device, not args.quiet)
     print(
         f"{len(result.trained)} runs trained, {len(result.skipped)} skipped, "
         f"in {result.seconds:.0f} s"
     )
     if not args.no_report:
-        from stnlab.report import ReportError, write_report
+        from stnlab.report import write_report
 
-        try:
-            print(f"report:  {write_report(out)}")
-        except ReportError as exc:
-            raise CommandError(str(exc)) from None
+        print(f"report:  {write_report(out)}")
     print(f"summary: {out / 'summary.md'}")
     print(f"results: {out / 'results.csv'}")
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from stnlab.cli import CommandError
+from stnlab.config import MIN_OPSET, ONNX_OPSET
+from stnlab.errors import CommandError
+from stnlab.rundir import WEIGHTS
 
 HELP = "export a trained run to ONNX (checked against PyTorch with onnxruntime)"
 
@@ -13,10 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the export options."""
     parser.add_argument("run", help="run directory (config.json + weights)")
     parser.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 16 (default 17)")
-    parser.add_argument(
-        "--weights", default="final.safetensors", help="weights file in the run directory"
-    )
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET,
+                        help=f"ONNX opset, >= {MIN_OPSET} (default {ONNX_OPSET})")  # fmt: skip
+    parser.add_argument("--weights", default=WEIGHTS, help="weights file in the run directory")
     parser.add_argument(
         "--no-check", action="store_true", help="skip comparing onnxruntime's output to PyTorch's"
     )
@@ -25,14 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export, then (unless --no-check) report the largest logit difference."""
     from stnlab import models
-    from stnlab.export import MIN_OPSET, check_onnx, export_onnx
+    from stnlab.export import check_onnx, check_opset, export_onnx
 
-    if args.opset < MIN_OPSET:
-        raise CommandError(f"--opset must be at least {MIN_OPSET} (GridSample), got {args.opset}")
-    try:
-        model = models.load(args.run, args.weights)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    check_opset(args.opset)  # before the model is loaded
+    model = models.load(args.run, args.weights)
     path = export_onnx(model, args.onnx, opset=args.opset)
     print(f"wrote {path} (opset {args.opset}, {models.count_parameters(model):,} parameters)")
     if args.no_check:

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 
+from stnlab.config import SIZES
+
 HELP = "list the models and size presets with their parameter counts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the models options."""
     parser.add_argument(
-        "--size", action="append", metavar="SIZE", help="only this size preset (repeatable)"
+        "--size",
+        action="append",
+        metavar="SIZE",
+        help=f"only this size preset (repeatable; one of: {', '.join(SIZES)})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the model × size table: total, classifier and transformer parameters."""
     from stnlab import models
-    from stnlab.cli import CommandError
+    from stnlab.config import ModelConfig
 
-    sizes = args.size or list(models.SIZES)
-    unknown = [s for s in sizes if s not in models.SIZES]
-    if unknown:
-        raise CommandError(f"unknown size {unknown[0]!r}; known: {', '.join(models.SIZES)}")
+    sizes = args.size or list(SIZES)
+    for size in sizes:
+        ModelConfig(size=size)  # an unknown size is refused by name
     print(models.parameter_table(sizes))
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stnlab.cli import CommandError
+from stnlab.config import INVERT
+from stnlab.errors import CommandError
+from stnlab.rundir import WEIGHTS
 
-INVERT = ("auto", "yes", "no")
 HELP = "classify your own images with a trained run (any size, grey-scale)"
 
 
@@ -23,13 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--invert",
-        choices=INVERT,  # stnlab.predict.INVERT, not imported here: it loads torch
-        default="auto",
+        choices=INVERT,
+        default=INVERT[0],
         help="flip dark-on-light images to MNIST's light-on-dark (auto: by the border)",
     )
-    parser.add_argument(
-        "--weights", default="final.safetensors", help="weights file in the run directory"
-    )
+    parser.add_argument("--weights", default=WEIGHTS, help="weights file in the run directory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,17 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from stnlab import models
     from stnlab.predict import load_image, predict, show
 
-    try:
-        model = models.load(args.run, args.weights)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
-    if args.show and not len(getattr(model, "transformers", [])):
-        raise CommandError(f"--show: model {model.config['name']!r} has no spatial transformer")
-    channels = model.config["in_channels"]
-    try:
-        x = torch.cat([load_image(n, model.in_size, channels, args.invert) for n in args.images])
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    model = models.load(args.run, args.weights)
+    if args.show and not len(model.transformers):
+        raise CommandError(f"--show: model {model.config.name!r} has no spatial transformer")
+    channels = model.config.in_channels
+    x = torch.cat([load_image(n, model.in_size, channels, args.invert) for n in args.images])
     for name, p in zip(args.images, predict(model, x), strict=True):
         print(f"{name}\tdigit {p.label}\tconfidence {p.confidence:.3f}")
     if args.show:

@@ -18,11 +18,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from stnlab.config import PLACEMENTS
+from stnlab.config import VARIANTS as _VARIANTS
 from stnlab.data import warp
 from stnlab.data.errors import DataError
 from stnlab.data.sources import Digits
 
-PLACEMENTS = ("published", "uniform", "center")
 DISTORTIONS = ("none", "affine", "projective", "elastic")
 DIGIT = warp.DIGIT
 _CHUNK = 2048  # canvases rendered at a time; bounds the size of index arrays
@@ -68,21 +69,8 @@ class Variant:
             raise DataError(f"scale range {self.scale} must satisfy 0 < low <= high")
 
 
-VARIANTS: dict[str, Variant] = {
-    # Published 40x40 set (mnist_sequence1_sample_5distortions5x5.npz): 5 patches of 5x5.
-    "40x40": Variant(),
-    # RAM / STN "translated and cluttered" MNIST (the common 60x60 file has 6 patches).
-    "60x60": Variant(canvas=60, patches=4, patch_size=8, placement="uniform"),
-    # STN paper Table 1 (distortion ranges as stated there; no clutter).
-    "rotated": Variant(canvas=28, patches=0, distortion="affine", rotation=90.0),
-    "rts": Variant(
-        canvas=42, patches=0, distortion="affine", rotation=45.0, scale=(0.7, 1.2), shift=7.0
-    ),
-    "projective": Variant(
-        canvas=28, patches=0, distortion="projective", corner_std=0.15, scale=(0.75, 1.0)
-    ),
-    "elastic": Variant(canvas=28, patches=0, distortion="elastic", elastic_std=1.5),
-}
+# The named layouts (their parameters are plain data in stnlab.config).
+VARIANTS: dict[str, Variant] = {name: Variant(**fields) for name, fields in _VARIANTS.items()}
 
 
 def get_variant(name: str, **overrides) -> Variant:

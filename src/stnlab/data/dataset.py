@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stnlab.config import SPLITS
 from stnlab.data.errors import DataError
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
+from stnlab.errors import DataError
 
-class DataError(ValueError):
-    """A data set, source file or download that cannot be used, with a one-line reason."""
+__all__ = ["DataError"]

@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 
+from stnlab.config import DEFAULT_SIZES
 from stnlab.data.cluttered import get_variant, make_cluttered
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
 from stnlab.data.errors import DataError
 from stnlab.data.sources import load_pools
-
-DEFAULT_SIZES = (10_000, 1_000, 1_000)
 
 
 def make_dataset(

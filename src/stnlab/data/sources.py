@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from stnlab.config import SOURCES
 from stnlab.data.download import fetch
 from stnlab.data.errors import DataError
 from stnlab.data.idx import read_idx
 
-SOURCES = ("embedded", "mnist")
 EMBEDDED_SPLIT = (400, 50, 50)  # digits per class: 4,000 / 500 / 500 in all
 MNIST_VALID = 10_000  # the last 10,000 of MNIST's training set (a sixth) form the valid pool
 
