@@ -25,27 +25,33 @@ from torch import Tensor
 
 from stnlab.precision import autocast_off
 
-__all__ = ["KERNELS", "KERNELS_3D", "PADDINGS", "sample", "sample_reference"]
+__all__ = ["KERNELS", "KERNELS_3D", "PADDINGS", "check_options", "sample", "sample_reference"]
 
 KERNELS = ("bilinear", "nearest", "bicubic")
 KERNELS_3D = ("bilinear", "nearest")  # grid_sample has no bicubic for volumes
 PADDINGS = ("zeros", "border", "reflection")
 _OUT_AXES = {2: "H', W'", 3: "D', H', W'"}
+_CHUNK = 2**24  # values in the reference's (N, C, I, ...) intermediate, per chunk of points
 
 
-def _check(U: Tensor, grid: Tensor, kernel: str, padding: str) -> None:
-    """Raise a clear error for inputs that ``grid_sample`` would reject obscurely."""
+def check_options(kernel: str, padding: str, dims: int = 2) -> None:
+    """Raise a clear error for a kernel or padding that sampling in ``dims`` D lacks."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
     if padding not in PADDINGS:
         raise ValueError(f"unknown padding {padding!r}; known: {', '.join(PADDINGS)}")
-    if U.ndim not in (4, 5):
-        raise ValueError(f"U must have shape (N, C, H, W) or (N, C, D, H, W), got {tuple(U.shape)}")
-    dims = U.ndim - 2
     if dims == 3 and kernel not in KERNELS_3D:
         raise ValueError(
             f"kernel {kernel!r} is for images only; volumes take: {', '.join(KERNELS_3D)}"
         )
+
+
+def _check(U: Tensor, grid: Tensor, kernel: str, padding: str) -> None:
+    """Raise a clear error for inputs that ``grid_sample`` would reject obscurely."""
+    dims = U.ndim - 2
+    check_options(kernel, padding, dims)
+    if dims not in (2, 3):
+        raise ValueError(f"U must have shape (N, C, H, W) or (N, C, D, H, W), got {tuple(U.shape)}")
     if grid.ndim != U.ndim or grid.shape[-1] != dims or grid.shape[0] != U.shape[0]:
         raise ValueError(
             f"grid must have shape (N={U.shape[0]}, {_OUT_AXES[dims]}, {dims}), "
@@ -134,8 +140,8 @@ def sample_reference(
     points = grid.reshape(n, -1, dims)  # (N, I, dims): x, y[, z]
     axes = "dhw"[-dims:]
     equation = f"nc{axes}," + ",".join(f"ni{a}" for a in axes) + "->nci"
-    # Output points go in chunks so the (N, C, I, ...) intermediate stays near 2^24 values.
-    step = max(1, 2**24 // (n * c * math.prod(size[1:])))
+    # Output points go in chunks so the (N, C, I, ...) intermediate stays near _CHUNK values.
+    step = max(1, _CHUNK // (n * c * math.prod(size[1:])))
     chunks = []
     for part in points.split(step, dim=1):  # (N, I_k, dims)
         # Axis j of U (slowest first) is read by coordinate dims-1-j: z, y, x.

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from stnlab import transforms as T
 from stnlab.precision import autocast_off, work_dtype
-from stnlab.sampling import sample
+from stnlab.sampling import check_options, sample
 
 __all__ = ["SpatialTransformer", "SpatialTransformer3d", "default_localization", "probe_output"]
 
@@ -123,6 +123,7 @@ class _SpatialTransformerNd(nn.Module):
             raise ValueError(f"in_channels must be positive, got {in_channels}")
         self.in_channels = in_channels
         self.transform = T.get(transform, dims=self.dims)
+        check_options(kernel, padding, self.dims)
         self.kernel, self.padding = kernel, padding
         # `is None`, not `or`: an empty nn.Sequential (raw pixels as features) is falsy.
         self.any_size = localization is None  # only the default net pools adaptively
