@@ -62,6 +62,16 @@ def same_direction(low, reference) -> bool:
     return bool(F.cosine_similarity(a, b, dim=0) >= COSINE)
 
 
+def test_samplers_and_grids_run_on_meta_tensors():
+    # Where autocast does not exist (meta tensors, used for shape inference) there is
+    # nothing to turn off, and shapes still come out.
+    U = torch.empty(2, 3, 5, 6, device="meta")
+    theta = torch.empty(2, 6, device="meta")
+    grid = T.get("affine").grid(theta, (4, 4))
+    assert grid.shape == (2, 4, 4, 2) and grid.device.type == "meta"
+    assert sample(U, grid).shape == (2, 3, 4, 4)
+
+
 def test_work_dtype():
     assert work_dtype(torch.bfloat16) == work_dtype(torch.float16) == torch.float32
     assert work_dtype(torch.float32) == torch.float32
