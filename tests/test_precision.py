@@ -14,7 +14,6 @@ from torch import nn
 from stnlab import SpatialTransformer, SpatialTransformer3d, models, sample
 from stnlab import transforms as T
 from stnlab.precision import work_dtype
-from stnlab.transformer import _SpatialTransformerNd
 
 LOW = [torch.bfloat16, torch.float16]
 # bfloat16 keeps 8 significant bits (relative step 2^-8): after a few layers of a small
@@ -25,9 +24,9 @@ TOLERANCE = 0.05
 COSINE = 0.9
 
 
-def transformers_of(model: nn.Module) -> list[_SpatialTransformerNd]:
+def transformers_of(model: nn.Module) -> list[SpatialTransformer | SpatialTransformer3d]:
     """Every spatial transformer inside ``model``, found by type (not by attribute name)."""
-    return [m for m in model.modules() if isinstance(m, _SpatialTransformerNd)]
+    return [m for m in model.modules() if isinstance(m, SpatialTransformer | SpatialTransformer3d)]
 
 
 def perturb(model: nn.Module, std: float = 0.05) -> None:

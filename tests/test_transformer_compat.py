@@ -13,8 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stnlab import models
-from stnlab.transformer import _SpatialTransformerNd
+from stnlab import SpatialTransformer, models
 
 IMAGE_LOC = {  # pool → conv block → conv block → flatten → linear → relu, on 40×40 images
     "localization.1.0.weight": (16, 1, 5, 5),
@@ -43,12 +42,12 @@ SAVED = {  # per model, each transformer's keys and shapes, in order
 }
 
 
-def transformers_of(model: torch.nn.Module) -> list[tuple[str, _SpatialTransformerNd]]:
+def transformers_of(model: torch.nn.Module) -> list[tuple[str, SpatialTransformer]]:
     """(prefix, module) of every spatial transformer in ``model``, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, _SpatialTransformerNd)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SpatialTransformer)]
 
 
-def literal_forward(st: _SpatialTransformerNd, x: torch.Tensor) -> torch.Tensor:
+def literal_forward(st: SpatialTransformer, x: torch.Tensor) -> torch.Tensor:
     """The fixed-size affine layer as first written: regress θ, affine grid, grid_sample."""
     theta = st.regressor(st.localization(x).flatten(1))  # (N, 6)
     n, c, h, w = x.shape
