@@ -234,7 +234,9 @@ class SpatialTransformer(_SpatialTransformerNd):
 
     The regression layer that maps features to θ starts with zero weights and the
     identity's parameters as bias, so the module begins as the identity warp.
-    ``last_theta`` holds the θ of the latest forward pass, detached. Under autocast the
+    ``last_theta`` holds the θ of the latest forward pass, detached. The ``out_size``
+    attribute keeps the size per axis as given (with a custom localization, resolved at
+    ``in_size``); :meth:`output_size` gives it for any input size. Under autocast the
     output keeps the input's dtype and the geometry runs in float32
     (see :mod:`stnlab.precision`).
 
