@@ -168,7 +168,9 @@ def test_sample_reference_gradcheck(kernel):
 def test_bad_input(sampler):
     U = torch.rand(2, 1, 5, 5)
     grid = random_grid(2, 3, 3, dtype=torch.float32)
-    with pytest.raises(ValueError, match=r"U must have shape \(N, C, H, W\), got \(1, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"U must have shape \(N, C, H, W\) or \(N, C, D, H, W\), got \(1, 5, 5\)"
+    ):
         sampler(U[0], grid)
     with pytest.raises(ValueError, match=r"grid must have shape \(N=2, H', W', 2\)"):
         sampler(U, grid[:1])

@@ -1,4 +1,5 @@
-"""Tests of stnlab.transformer.SpatialTransformer: shapes, identity start, gradients, errors."""
+"""Tests of stnlab.transformer: SpatialTransformer's shapes, identity start, gradients, errors,
+inputs of any size, and probe_output."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch.func import functional_call
 
 from stnlab import SpatialTransformer, sample
 from stnlab import transforms as T
+from stnlab.transformer import probe_output
 
 FAMILIES = T.names()
 
@@ -43,8 +45,15 @@ def test_non_square_sizes(family):
     assert stn.last_theta.shape == (3, stn.transform.num_params)
 
 
-def test_default_out_size_is_in_size():
+@pytest.mark.parametrize("size", [(12, 16), (9, 30)])
+def test_default_out_size_is_the_input_size(size):
     stn = SpatialTransformer(1, (12, 16))
+    assert stn.output_size(size) == size
+    assert stn(torch.rand(2, 1, *size)).shape == (2, 1, *size)
+
+
+def test_default_out_size_of_a_custom_localization_is_in_size():
+    stn = SpatialTransformer(1, (12, 16), localization=tiny_localization(12 * 16))
     assert stn.out_size == (12, 16)
     assert stn(torch.rand(2, 1, 12, 16)).shape == (2, 1, 12, 16)
 
@@ -213,18 +222,29 @@ def test_float64_localization_is_probed_in_its_dtype():
 
 def test_wrong_input_shape_names_the_expected_one():
     stn = SpatialTransformer(1, 40, out_size=20)
-    expected = r"expected input of shape \(N, 1, 40, 40\), got "
+    expected = r"expected input of shape \(N, 1, H, W\) with every side at least 4, got "
     with pytest.raises(ValueError, match=expected + r"\(1, 40, 40\)"):
         stn(torch.rand(1, 40, 40))  # wrong rank
     with pytest.raises(ValueError, match=expected + r"\(2, 3, 40, 40\)"):
         stn(torch.rand(2, 3, 40, 40))  # wrong channel count
-    with pytest.raises(ValueError, match=expected + r"\(2, 1, 32, 40\)"):
-        stn(torch.rand(2, 1, 32, 40))  # wrong size
+    with pytest.raises(ValueError, match=expected + r"\(2, 1, 3, 40\)"):
+        stn(torch.rand(2, 1, 3, 40))  # too small for the default localization
+
+
+def test_custom_localization_takes_its_size_only():
+    stn = SpatialTransformer(1, 12, localization=tiny_localization(144))
+    expected = r"SpatialTransformer expected input of shape \(N, 1, 12, 12\), got "
+    with pytest.raises(ValueError, match=expected + r"\(2, 1, 12, 16\)"):
+        stn(torch.rand(2, 1, 12, 16))
+    with pytest.raises(ValueError, match=expected + r"\(2, 2, 12, 12\)"):
+        stn(torch.rand(2, 2, 12, 12))
 
 
 def test_too_small_for_the_localization_net():
-    with pytest.raises(ValueError, match=r"in_size \(3, 3\) is too small"):
+    with pytest.raises(ValueError, match=r"input of shape \(2, 1, 3, 3\) is too small"):
         SpatialTransformer(1, 3)
+    with pytest.raises(ValueError, match=r"input of shape \(2, 1, 8, 8\) is too small or wrong"):
+        SpatialTransformer(1, 8, localization=tiny_localization(36))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -243,6 +263,20 @@ def test_bad_constructor_arguments():
         SpatialTransformer(1, 12, transform="shear")
     with pytest.raises(ValueError, match="size must be a positive int"):
         SpatialTransformer(1, 12, out_size=(0, 4))
+    with pytest.raises(ValueError, match=r"size must be a positive int or \(H, W\) tuple"):
+        SpatialTransformer(1, (12, 12, 12))
+    with pytest.raises(ValueError, match="custom localization network needs in_size"):
+        SpatialTransformer(1, localization=tiny_localization(16))
+    with pytest.raises(ValueError, match="expected a 2D transform"):
+        SpatialTransformer(1, 12, transform=T.get("affine", dims=3))
+
+
+@pytest.mark.parametrize(
+    "bad", [0, -0.5, 0.0, float("nan"), float("inf"), "half", (10,), (10, 10, 10), True]
+)
+def test_bad_out_size(bad):
+    with pytest.raises(ValueError, match=r"out_size must be a positive int \(pixels\) or float"):
+        SpatialTransformer(1, 12, out_size=bad)
 
 
 # --------------------------------------------------------------------------- invariants
@@ -275,3 +309,112 @@ def test_batched_equals_per_sample():
     batched = stn(x)
     single = torch.cat([stn(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- any input size
+
+
+@pytest.mark.parametrize("size", [(32, 32), (56, 56), (24, 48)])
+def test_default_localization_takes_any_size(size):
+    torch.manual_seed(7)
+    stn = SpatialTransformer(3, 40, out_size=20)
+    perturb_regressor(stn)
+    V = stn(torch.rand(2, 3, *size))
+    assert V.shape == (2, 3, 20, 20)
+    assert stn.last_theta.shape == (2, 6)
+    x = torch.rand(2, 3, *size)
+    expected = sample(x, stn.transform.grid(stn.localize(x), (20, 20)))
+    torch.testing.assert_close(stn(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [32, 56])
+def test_any_size_gradcheck(size):
+    # The acceptance case: a layer built for 40×40, given other sizes, differentiates
+    # correctly w.r.t. its input and every parameter (fast mode: random directions).
+    torch.manual_seed(8)
+    stn = SpatialTransformer(1, 40, out_size=20).double()
+    perturb_regressor(stn, 0.2)
+    names = [name for name, _ in stn.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in stn.parameters())
+    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+
+    def forward(x, *params):
+        return functional_call(stn, dict(zip(names, params, strict=True)), (x,))
+
+    assert forward(x, *params).shape == (1, 1, 20, 20)
+    assert torch.autograd.gradcheck(forward, (x, *params), fast_mode=True)
+
+
+def test_any_size_input_gradcheck_in_full():
+    torch.manual_seed(9)
+    stn = SpatialTransformer(1, 40, out_size=(3, 4)).double()
+    perturb_regressor(stn, 0.2)
+    x = torch.rand(1, 1, 8, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(stn, (x,))
+
+
+def test_in_size_may_be_left_out_with_the_default_localization():
+    stn = SpatialTransformer(2, out_size=0.5)
+    assert stn.in_size is None
+    assert stn(torch.rand(3, 2, 16, 10)).shape == (3, 2, 8, 5)
+
+
+@pytest.mark.parametrize(
+    ("out_size", "size", "expected"),
+    [
+        (0.5, (32, 56), (16, 28)),
+        ((0.5, 20), (32, 56), (16, 20)),
+        (1.5, (10, 7), (15, 11)),  # 10.5 rounds to the nearest int, half up
+        (0.29, (100, 100), (29, 29)),  # not floor(28.999…)
+        (0.01, (20, 20), (1, 1)),  # at least one pixel
+    ],
+)
+def test_relative_out_size(out_size, size, expected):
+    stn = SpatialTransformer(1, 40, out_size=out_size)
+    assert stn.output_size(size) == expected
+    assert stn(torch.rand(1, 1, *size)).shape == (1, 1, *expected)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (13, 21)])
+def test_identity_at_any_size(size):
+    stn = SpatialTransformer(2, 40)
+    x = torch.rand(2, 2, *size)
+    torch.testing.assert_close(stn(x), x, rtol=0, atol=1e-5)
+
+
+def test_relative_out_size_of_a_custom_localization_is_fixed_at_in_size():
+    stn = SpatialTransformer(1, (12, 16), out_size=0.5, localization=tiny_localization(192))
+    assert stn.out_size == (6, 8)
+    assert stn(torch.rand(2, 1, 12, 16)).shape == (2, 1, 6, 8)
+
+
+# --------------------------------------------------------------------------- probe_output
+
+
+def test_probe_output_shape():
+    conv = nn.Sequential(nn.Conv2d(2, 4, 3), nn.MaxPool2d(2))
+    assert probe_output(conv, (3, 2, 10, 12)) == torch.Size([3, 4, 4, 5])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_probe_output_runs_in_eval_mode_and_restores_the_mode(training):
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)).train(training)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    probe_output(net, (2, 1, 6, 6))
+    assert net.training is training and net[1].training is training
+    for k, v in net.state_dict().items():  # batch norm statistics untouched (eval mode)
+        assert torch.equal(v, before[k]), k
+
+
+def test_probe_output_uses_the_module_dtype_and_no_grad():
+    net = nn.Linear(4, 2).double()
+    assert probe_output(net, (1, 4)) == torch.Size([1, 2])
+    assert net.weight.grad is None
+
+
+def test_probe_output_turns_a_runtime_error_into_a_clear_value_error():
+    net = nn.Sequential(nn.Conv2d(1, 2, 5), nn.MaxPool2d(2))
+    with pytest.raises(ValueError, match=r"input of shape \(1, 1, 4, 4\) is too small or wrong"):
+        probe_output(net, (1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"input of shape \(1, 3, 9, 9\) is too small or wrong"):
+        probe_output(net, (1, 3, 9, 9))  # wrong channel count

@@ -7,6 +7,12 @@ The corner -1 is the left/top *edge* of the first pixel, so pixel j's centre sit
 at ``(2 * j + 1) / W - 1``. A transform's parameters θ map *output* (target)
 coordinates to *input* (source) coordinates, as in the paper's equation
 (x_s, y_s)ᵀ = A_θ (x_t, y_t, 1)ᵀ.
+
+Volumes (N, C, D, H, W) follow the same rule with a third coordinate: grids hold
+normalised (x, y, z), z along the depth D, so a grid has shape (N, D', H', W', 3) with
+``grid[..., 0] = x`` (width), ``[..., 1] = y`` (height), ``[..., 2] = z`` (depth), and
+voxel l's centre along the depth sits at ``(2 * l + 1) / D - 1``, as ``grid_sample`` reads
+5-D input; θ maps (x_t, y_t, z_t, 1)ᵀ to the source point.
 """
 
 __version__ = "0.1.0"
@@ -15,6 +21,7 @@ __version__ = "0.1.0"
 # does not pay for importing torch.
 _EXPORTS = {
     "SpatialTransformer": "stnlab.transformer",
+    "SpatialTransformer3d": "stnlab.transformer",
     "sample": "stnlab.sampling",
     "sample_reference": "stnlab.sampling",
     "sampling": None,
@@ -23,6 +30,7 @@ _EXPORTS = {
 
 __all__ = [
     "SpatialTransformer",
+    "SpatialTransformer3d",
     "__version__",
     "sample",
     "sample_reference",

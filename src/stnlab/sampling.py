@@ -3,48 +3,72 @@
 :func:`sample` is the fast path (PyTorch's fused ``grid_sample``); :func:`sample_reference`
 is the paper's sampling equation written out literally, kept to check the fast path:
 
-    V_i^c = Σ_n Σ_m U_nm^c k(x_i^s − m) k(y_i^s − n)
+    V_i^c = Σ_n Σ_m U_nm^c k(x_i^s − m) k(y_i^s − n)                        (images)
+    V_i^c = Σ_l Σ_n Σ_m U_lnm^c k(x_i^s − m) k(y_i^s − n) k(z_i^s − l)      (volumes)
 
-where (x_i^s, y_i^s) are output pixel i's source coordinates in *pixel* units and the
-sum runs over every input pixel (n, m). Grids use stnlab's normalised convention
-(see :mod:`stnlab`); both functions are differentiable w.r.t. U and the grid.
+where (x_i^s, y_i^s[, z_i^s]) are output point i's source coordinates in *pixel* units
+and the sum runs over every input pixel (n, m) or voxel (l, n, m). Both take images
+(N, C, H, W) with grids (N, H', W', 2) and volumes (N, C, D, H, W) with grids
+(N, D', H', W', 3), in stnlab's normalised convention (see :mod:`stnlab`); on volumes
+``"bilinear"`` is trilinear (``grid_sample``'s name) and bicubic does not exist. Both are
+differentiable w.r.t. U and the grid, and compute in their inputs' dtype, autocast or not
+(see :mod:`stnlab.precision`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["KERNELS", "PADDINGS", "sample", "sample_reference"]
+from stnlab.precision import autocast_off
+
+__all__ = ["KERNELS", "KERNELS_3D", "PADDINGS", "check_options", "sample", "sample_reference"]
 
 KERNELS = ("bilinear", "nearest", "bicubic")
+KERNELS_3D = ("bilinear", "nearest")  # grid_sample has no bicubic for volumes
 PADDINGS = ("zeros", "border", "reflection")
+_OUT_AXES = {2: "H', W'", 3: "D', H', W'"}
+_CHUNK = 2**24  # values in the reference's (N, C, I, ...) intermediate, per chunk of points
 
 
-def _check(U: Tensor, grid: Tensor, kernel: str, padding: str) -> None:
-    """Raise a clear error for inputs that ``grid_sample`` would reject obscurely."""
+def check_options(kernel: str, padding: str, dims: int = 2) -> None:
+    """Raise a clear error for a kernel or padding that sampling in ``dims`` D lacks."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
     if padding not in PADDINGS:
         raise ValueError(f"unknown padding {padding!r}; known: {', '.join(PADDINGS)}")
-    if U.ndim != 4:
-        raise ValueError(f"U must have shape (N, C, H, W), got {tuple(U.shape)}")
-    if grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != U.shape[0]:
+    if dims == 3 and kernel not in KERNELS_3D:
         raise ValueError(
-            f"grid must have shape (N={U.shape[0]}, H', W', 2), got {tuple(grid.shape)}"
+            f"kernel {kernel!r} is for images only; volumes take: {', '.join(KERNELS_3D)}"
+        )
+
+
+def _check(U: Tensor, grid: Tensor, kernel: str, padding: str) -> None:
+    """Raise a clear error for inputs that ``grid_sample`` would reject obscurely."""
+    dims = U.ndim - 2
+    check_options(kernel, padding, dims)
+    if dims not in (2, 3):
+        raise ValueError(f"U must have shape (N, C, H, W) or (N, C, D, H, W), got {tuple(U.shape)}")
+    if grid.ndim != U.ndim or grid.shape[-1] != dims or grid.shape[0] != U.shape[0]:
+        raise ValueError(
+            f"grid must have shape (N={U.shape[0]}, {_OUT_AXES[dims]}, {dims}), "
+            f"got {tuple(grid.shape)}"
         )
     if grid.dtype != U.dtype or grid.device != U.device:
         raise ValueError(f"grid ({grid.dtype}, {grid.device}) must match U ({U.dtype}, {U.device})")
 
 
 def sample(U: Tensor, grid: Tensor, kernel: str = "bilinear", padding: str = "zeros") -> Tensor:
-    """Sample U (N, C, H, W) at grid (N, H', W', 2) -> V (N, C, H', W').
+    """Sample U (N, C, H, W) at grid (N, H', W', 2) -> V (N, C, H', W'); likewise in 3D.
 
     Args:
-        U: input images or feature maps.
-        grid: source coordinates, normalised (x, y) in [-1, 1], align_corners=False.
-        kernel: ``"bilinear"``, ``"nearest"`` or ``"bicubic"``.
+        U: input images or feature maps, or volumes (N, C, D, H, W).
+        grid: source coordinates, normalised (x, y) in [-1, 1], align_corners=False, or
+            (x, y, z) for volumes, (N, D', H', W', 3).
+        kernel: ``"bilinear"`` (trilinear on volumes), ``"nearest"`` or ``"bicubic"`` (2D).
         padding: value outside the input: ``"zeros"``, ``"border"`` or ``"reflection"``.
 
     Example:
@@ -55,7 +79,8 @@ def sample(U: Tensor, grid: Tensor, kernel: str = "bilinear", padding: str = "ze
         True
     """
     _check(U, grid, kernel, padding)
-    return F.grid_sample(U, grid, mode=kernel, padding_mode=padding, align_corners=False)
+    with autocast_off(U.device):
+        return F.grid_sample(U, grid, mode=kernel, padding_mode=padding, align_corners=False)
 
 
 def _kernel_weights(d: Tensor, kernel: str) -> Tensor:
@@ -102,7 +127,7 @@ def _axis_weights(coord: Tensor, size: int, kernel: str, padding: str) -> Tensor
 def sample_reference(
     U: Tensor, grid: Tensor, kernel: str = "bilinear", padding: str = "zeros"
 ) -> Tensor:
-    """The literal sampling equation, V = Σ_n Σ_m U_nm k(x_s − m) k(y_s − n); slow.
+    """The literal sampling equation, V = Σ U k(x_s − m) k(y_s − n) [k(z_s − l)]; slow.
 
     Covers every kernel with ``padding="zeros"`` (the paper's "zero outside the
     image"); for ``border`` and ``reflection`` each kernel tap outside the image
@@ -110,11 +135,18 @@ def sample_reference(
     Same signature and output as :func:`sample`.
     """
     _check(U, grid, kernel, padding)
-    n, c, h, w = U.shape
-    ho, wo = grid.shape[1:3]
-    xs = grid[..., 0].reshape(n, ho * wo)  # (N, I)
-    ys = grid[..., 1].reshape(n, ho * wo)  # (N, I)
-    kx = _axis_weights(xs, w, kernel, padding)  # (N, I, W)
-    ky = _axis_weights(ys, h, kernel, padding)  # (N, I, H)
-    V = torch.einsum("nchw,nih,niw->nci", U, ky, kx)  # (N, C, I)
-    return V.reshape(n, c, ho, wo)
+    n, c, *size = U.shape  # size: (H, W) or (D, H, W), slowest axis first
+    dims = len(size)
+    points = grid.reshape(n, -1, dims)  # (N, I, dims): x, y[, z]
+    axes = "dhw"[-dims:]
+    equation = f"nc{axes}," + ",".join(f"ni{a}" for a in axes) + "->nci"
+    # Output points go in chunks so the (N, C, I, ...) intermediate stays near _CHUNK values.
+    step = max(1, _CHUNK // (n * c * math.prod(size[1:])))
+    chunks = []
+    for part in points.split(step, dim=1):  # (N, I_k, dims)
+        # Axis j of U (slowest first) is read by coordinate dims-1-j: z, y, x.
+        weights = [
+            _axis_weights(part[..., dims - 1 - j], s, kernel, padding) for j, s in enumerate(size)
+        ]  # each (N, I_k, size_j)
+        chunks.append(torch.einsum(equation, U, *weights))  # (N, C, I_k)
+    return torch.cat(chunks, dim=2).reshape(n, c, *grid.shape[1:-1])

@@ -1,9 +1,12 @@
 """Grid generators: transformation parameters θ -> sampling grid of source coordinates.
 
 Every family maps the regular grid of *output* (target) coordinates through T_θ to
-*input* (source) coordinates, in stnlab's convention: normalised (x, y) in [-1, 1],
-``align_corners=False`` (see :mod:`stnlab`). A grid has shape (N, H', W', 2) with
-``grid[..., 0] = x_s`` and ``grid[..., 1] = y_s``, ready for :func:`stnlab.sample`.
+*input* (source) coordinates, in stnlab's convention (normalised (x, y) in [-1, 1], or
+(x, y, z) for volumes, ``align_corners=False``; see :mod:`stnlab`). A grid has shape
+(N, H', W', 2), or (N, D', H', W', 3) in 3D, holding (x_s, y_s[, z_s]) in its last axis,
+ready for :func:`stnlab.sample`. The matrix families (affine, attention, projective) exist
+in 2D and 3D (``dims=3``); the thin-plate spline is 2D only. Grids are computed in θ's
+dtype even under autocast (see :mod:`stnlab.precision`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-Size = int | tuple[int, int]
+from stnlab.precision import autocast_off
+
+Size = int | tuple[int, ...]
 
 __all__ = [
     "Affine",
@@ -27,13 +32,19 @@ __all__ = [
     "target_grid",
 ]
 
+_AXES = {2: "(H, W)", 3: "(D, H, W)"}  # the names of a size's axes, slowest first
 
-def as_size(size: Size) -> tuple[int, int]:
-    """Normalise an int or (H, W) pair to a checked (H, W) tuple."""
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if int(h) != h or int(w) != w or h < 1 or w < 1:
-        raise ValueError(f"size must be a positive int or (H, W) pair, got {size!r}")
-    return int(h), int(w)
+
+def as_size(size: Size, dims: int = 2) -> tuple[int, ...]:
+    """Normalise an int or a tuple of ``dims`` ints ((H, W) or (D, H, W)) to a checked tuple."""
+    try:
+        axes = (size,) * dims if isinstance(size, int) else tuple(size)
+        ok = len(axes) == dims and all(int(a) == a and a >= 1 for a in axes)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"size must be a positive int or {_AXES[dims]} tuple, got {size!r}")
+    return tuple(int(a) for a in axes)
 
 
 def pixel_centres(n: int, device=None, dtype=None) -> Tensor:
@@ -42,27 +53,50 @@ def pixel_centres(n: int, device=None, dtype=None) -> Tensor:
 
 
 def target_grid(out_size: Size, device=None, dtype=None) -> Tensor:
-    """Homogeneous target coordinates (x_t, y_t, 1) of every output pixel, (H'·W', 3)."""
-    h, w = as_size(out_size)
-    ys = pixel_centres(h, device, dtype)
-    xs = pixel_centres(w, device, dtype)
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (H', W') each
-    return torch.stack([xx, yy, torch.ones_like(xx)], dim=-1).reshape(h * w, 3)
+    """Homogeneous target coordinates of every output pixel or voxel.
+
+    (x_t, y_t, 1) for a 2D size (int or (H', W')): (H'·W', 3); (x_t, y_t, z_t, 1) for a
+    (D', H', W') size: (D'·H'·W', 4). Rows run in the output's memory order.
+    """
+    size = as_size(out_size, 2 if isinstance(out_size, int) else len(out_size))
+    axes = [pixel_centres(n, device, dtype) for n in size]  # slowest axis first
+    mesh = torch.meshgrid(*axes, indexing="ij")  # each (*size): (z,) y, x
+    coords = [*reversed(mesh), torch.ones_like(mesh[0])]  # x, y, (z,) 1
+    return torch.stack(coords, dim=-1).reshape(-1, len(size) + 1)
 
 
 class Transform(ABC):
-    """A family of spatial transformations with a fixed number of parameters."""
+    """A family of spatial transformations with a fixed number of parameters.
+
+    ``dims`` is 2 (images) or 3 (volumes), where the family has that form (``DIMS``).
+    """
 
     name: str = ""
     num_params: int = 0
+    DIMS: tuple[int, ...] = (2,)
+
+    def __init__(self, dims: int = 2):
+        if dims not in self.DIMS:
+            forms = " or ".join(f"{d}D" for d in self.DIMS)
+            raise ValueError(f"the {self.name} transform exists in {forms} only, got dims={dims!r}")
+        self.dims = dims
 
     @abstractmethod
     def identity(self, batch_size: int = 1, device=None, dtype=None) -> Tensor:
         """Parameters of the identity transform, (N, num_params)."""
 
-    @abstractmethod
     def grid(self, params: Tensor, out_size: Size) -> Tensor:
-        """Source coordinates of every output pixel, (N, H', W', 2)."""
+        """Source coordinates of every output pixel, (N, H', W', 2) or (N, D', H', W', 3).
+
+        Computed in ``params``' dtype, autocast or not (see :mod:`stnlab.precision`).
+        """
+        size = as_size(out_size, self.dims)
+        with autocast_off(params.device):
+            return self._grid(self._check(params), size)
+
+    @abstractmethod
+    def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
+        """:meth:`grid` for checked parameters and a checked size."""
 
     def _check(self, params: Tensor) -> Tensor:
         """Reject parameters of the wrong shape with a message naming the expected one."""
@@ -76,95 +110,130 @@ class Transform(ABC):
         return params
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_params={self.num_params})"
+        return f"{type(self).__name__}(dims={self.dims}, num_params={self.num_params})"
 
 
 class _MatrixTransform(Transform):
-    """A family whose members are 3×3 homogeneous matrices (closed under composition)."""
+    """A family whose members are (d+1)×(d+1) homogeneous matrices, closed under composition."""
+
+    DIMS = (2, 3)
+
+    def __init__(self, dims: int = 2):
+        super().__init__(dims)
+        self.num_params = self._count(dims)
+
+    @staticmethod
+    @abstractmethod
+    def _count(dims: int) -> int:
+        """Number of parameters of the family in ``dims`` dimensions."""
 
     @abstractmethod
     def matrix(self, params: Tensor) -> Tensor:
-        """The 3×3 homogeneous matrix of each parameter vector, (N, 3, 3)."""
+        """The homogeneous matrix of each parameter vector, (N, d+1, d+1)."""
 
     @abstractmethod
     def from_matrix(self, matrix: Tensor) -> Tensor:
-        """Parameters of a (N, 3, 3) matrix of this family, (N, num_params)."""
+        """Parameters of (N, d+1, d+1) matrices of this family, (N, num_params)."""
 
     def compose(self, params: Tensor, update: Tensor) -> Tensor:
         """Parameters of ``params ∘ update``: target -> update -> params -> source.
 
         This is the inverse-compositional step of IC-STN: an update estimated on an
         image already warped by ``params`` is folded into one warp of the original.
+        Computed in the parameters' dtype, autocast or not.
         """
-        return self.from_matrix(self.matrix(self._check(params)) @ self.matrix(self._check(update)))
+        with autocast_off(params.device):
+            product = self.matrix(self._check(params)) @ self.matrix(self._check(update))
+            return self.from_matrix(product)
 
     def identity(self, batch_size: int = 1, device=None, dtype=None) -> Tensor:
-        eye = torch.eye(3, device=device, dtype=dtype or torch.get_default_dtype())
-        return self.from_matrix(eye.expand(batch_size, 3, 3))
+        d = self.dims + 1
+        eye = torch.eye(d, device=device, dtype=dtype or torch.get_default_dtype())
+        return self.from_matrix(eye.expand(batch_size, d, d))
 
-    def grid(self, params: Tensor, out_size: Size) -> Tensor:
-        h, w = as_size(out_size)
-        m = self.matrix(self._check(params))  # (N, 3, 3)
-        base = target_grid((h, w), params.device, params.dtype)  # (H'W', 3)
-        points = base @ m.transpose(1, 2)  # (N, H'W', 3)
-        xy = self._dehomogenise(points)  # (N, H'W', 2)
-        return xy.reshape(-1, h, w, 2)  # (N, H', W', 2)
+    def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
+        m = self.matrix(params)  # (N, d+1, d+1)
+        base = target_grid(size, params.device, params.dtype)  # (P, d+1), P output points
+        points = base @ m.transpose(1, 2)  # (N, P, d+1)
+        return self._dehomogenise(points).reshape(-1, *size, self.dims)  # (N, *size, d)
 
     def _dehomogenise(self, points: Tensor) -> Tensor:
-        return points[..., :2]
+        return points[..., : self.dims]
+
+    def _with_last_row(self, top: Tensor) -> Tensor:
+        """Complete (N, d, d+1) affine rows with the homogeneous row (0, …, 0, 1)."""
+        d = self.dims
+        last = top.new_tensor([0.0] * d + [1.0]).expand(top.shape[0], 1, d + 1)
+        return torch.cat([top, last], dim=1)  # (N, d+1, d+1)
 
 
 class Affine(_MatrixTransform):
-    """The paper's affine warp: (x_s, y_s)ᵀ = A_θ (x_t, y_t, 1)ᵀ, θ = A_θ row-major (6)."""
+    """The paper's affine warp: source = A_θ (target, 1)ᵀ, θ = A_θ row-major.
+
+    2D: A_θ is 2×3, 6 parameters; 3D: A_θ is 3×4, 12 parameters.
+    """
 
     name = "affine"
-    num_params = 6
+
+    @staticmethod
+    def _count(dims: int) -> int:
+        return dims * (dims + 1)
 
     def matrix(self, params: Tensor) -> Tensor:
-        bottom = params.new_tensor([0.0, 0.0, 1.0]).expand(params.shape[0], 1, 3)
-        return torch.cat([params.reshape(-1, 2, 3), bottom], dim=1)  # (N, 3, 3)
+        return self._with_last_row(params.reshape(-1, self.dims, self.dims + 1))
 
     def from_matrix(self, matrix: Tensor) -> Tensor:
-        return matrix[:, :2, :].reshape(-1, 6)
+        return matrix[:, : self.dims, :].reshape(-1, self.num_params)
 
 
 class Attention(_MatrixTransform):
-    """Crop-and-zoom: isotropic scale s and translation, θ = (s, t_x, t_y)."""
+    """Crop-and-zoom: isotropic scale s and translation, θ = (s, t_x, t_y[, t_z])."""
 
     name = "attention"
-    num_params = 3
+
+    @staticmethod
+    def _count(dims: int) -> int:
+        return dims + 1
 
     def matrix(self, params: Tensor) -> Tensor:
-        s, tx, ty = params.unbind(dim=1)
-        zero, one = torch.zeros_like(s), torch.ones_like(s)
-        rows = [s, zero, tx, zero, s, ty, zero, zero, one]
-        return torch.stack(rows, dim=1).reshape(-1, 3, 3)
+        d = self.dims
+        eye = torch.eye(d, device=params.device, dtype=params.dtype)
+        linear = params[:, :1, None] * eye  # (N, d, d), s·I
+        return self._with_last_row(torch.cat([linear, params[:, 1:, None]], dim=2))
 
     def from_matrix(self, matrix: Tensor) -> Tensor:
-        return torch.stack([matrix[:, 0, 0], matrix[:, 0, 2], matrix[:, 1, 2]], dim=1)
+        d = self.dims
+        return torch.cat([matrix[:, 0, :1], matrix[:, :d, d]], dim=1)
 
 
 class Projective(_MatrixTransform):
-    """A homography with h33 = 1, θ = (h11, h12, h13, h21, h22, h23, h31, h32)."""
+    """A homography with its last entry 1, θ = the other entries row-major.
+
+    2D: 3×3, θ = (h11, h12, h13, h21, h22, h23, h31, h32), 8 parameters; 3D: 4×4, 15.
+    """
 
     name = "projective"
-    num_params = 8
     eps = 1e-6
+
+    @staticmethod
+    def _count(dims: int) -> int:
+        return (dims + 1) ** 2 - 1
 
     def matrix(self, params: Tensor) -> Tensor:
         one = params.new_ones(params.shape[0], 1)
-        return torch.cat([params, one], dim=1).reshape(-1, 3, 3)
+        return torch.cat([params, one], dim=1).reshape(-1, self.dims + 1, self.dims + 1)
 
     def from_matrix(self, matrix: Tensor) -> Tensor:
-        m = matrix / matrix[:, 2:3, 2:3]
-        return m.reshape(-1, 9)[:, :8]
+        d = self.dims
+        m = matrix / matrix[:, d:, d:]
+        return m.reshape(-1, (d + 1) ** 2)[:, : self.num_params]
 
     def _dehomogenise(self, points: Tensor) -> Tensor:
         # Keep the sign of the denominator but bound it away from 0 so points near
-        # the horizon line go far away instead of producing inf/NaN.
-        z = points[..., 2:]
-        z = torch.where(z >= 0, z.clamp(min=self.eps), z.clamp(max=-self.eps))
-        return points[..., :2] / z
+        # the horizon go far away instead of producing inf/NaN.
+        w = points[..., self.dims :]
+        w = torch.where(w >= 0, w.clamp(min=self.eps), w.clamp(max=-self.eps))
+        return points[..., : self.dims] / w
 
 
 class ThinPlateSpline(Transform):
@@ -177,7 +246,8 @@ class ThinPlateSpline(Transform):
 
     name = "tps"
 
-    def __init__(self, grid_size: int = 4, span: float = 1.0, reg: float = 0.0):
+    def __init__(self, grid_size: int = 4, span: float = 1.0, reg: float = 0.0, dims: int = 2):
+        super().__init__(dims)
         if grid_size < 2:
             raise ValueError(f"tps grid_size must be at least 2, got {grid_size}")
         self.grid_size, self.span, self.reg = grid_size, span, reg
@@ -218,11 +288,10 @@ class ThinPlateSpline(Transform):
         rest = self.controls.to(device=device, dtype=dtype or torch.get_default_dtype())
         return rest.reshape(1, -1).expand(batch_size, -1).clone()
 
-    def grid(self, params: Tensor, out_size: Size) -> Tensor:
-        h, w = as_size(out_size)
-        sources = self._check(params).reshape(-1, self.num_params // 2, 2)  # (N, K, 2)
-        weights = self._weights((h, w), params.device, params.dtype)  # (H'W', K)
-        return (weights @ sources).reshape(-1, h, w, 2)  # (N, H', W', 2)
+    def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
+        sources = params.reshape(-1, self.num_params // 2, 2)  # (N, K, 2)
+        weights = self._weights(size, params.device, params.dtype)  # (H'W', K)
+        return (weights @ sources).reshape(-1, *size, 2)  # (N, H', W', 2)
 
     def __repr__(self) -> str:
         return f"ThinPlateSpline(grid_size={self.grid_size}, span={self.span})"
@@ -236,23 +305,30 @@ _FAMILIES: dict[str, type[Transform]] = {
 }
 
 
-def names() -> list[str]:
-    """Names of the known transformation families."""
-    return sorted(_FAMILIES)
+def names(dims: int | None = None) -> list[str]:
+    """Names of the known transformation families (those with a ``dims``-D form, if given)."""
+    return sorted(n for n, cls in _FAMILIES.items() if dims is None or dims in cls.DIMS)
 
 
-def get(name: str | Transform, **kwargs) -> Transform:
-    """The transformation family called ``name`` (kwargs go to its constructor).
+def get(name: str | Transform, dims: int | None = None, **kwargs) -> Transform:
+    """The transformation family called ``name`` in ``dims`` (default 2) dimensions.
+
+    kwargs go to the family's constructor; a :class:`Transform` is returned as is, after
+    checking its ``dims`` if given.
 
     Example:
         >>> get("tps", grid_size=3).num_params
         18
+        >>> get("affine", dims=3).num_params
+        12
     """
     if isinstance(name, Transform):
+        if dims is not None and name.dims != dims:
+            raise ValueError(f"expected a {dims}D transform, got {name!r}")
         return name
     if name not in _FAMILIES:
         raise ValueError(f"unknown transform {name!r}; known: {', '.join(names())}")
-    return _FAMILIES[name](**kwargs)
+    return _FAMILIES[name](dims=2 if dims is None else dims, **kwargs)
 
 
 def rotation(angle: Tensor | float, scale: float = 1.0) -> Tensor:
