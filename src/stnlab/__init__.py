@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # does not pay for importing torch.
 _EXPORTS = {
     "SpatialTransformer": "stnlab.transformer",
+    "diagnostics": None,
     "sample": "stnlab.sampling",
     "sample_reference": "stnlab.sampling",
     "sampling": None,
