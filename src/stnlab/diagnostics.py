@@ -61,12 +61,16 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------- collapse limits
-# A transformer helps only while its output shows the image. These limits mark the three
-# ways STNs are reported to fail (issue 10) and, for a zoom, sit where at most a quarter of
-# the output (or of the digit's side, zooming in) is left; see README "What θ means".
-AREA_RATIO_MAX = 4.0  # sampled region > 4× the image: a centred 2× zoom-out, 75% padding
-AREA_RATIO_MIN = 0.02  # region < 2% of the image: 5.7×5.7 px of a 40×40 input, part of a stroke
-OUTSIDE_MAX = 0.5  # most sampling points read padding (a slide off the image, or a zoom-out)
+# The failure modes that STN users report (issue 10): zooming out until the digit is a speck,
+# sliding off into the padding, zooming in on a speck, or never moving. A healthy default stn
+# on 40×40 data (measured: 95% valid. accuracy, epochs 1-12) stays at area 0.98-1.02 with 1-5%
+# of its points off the image (90th percentile under 20%) and its grids 2-6 px from the
+# identity at the 90th percentile, so these limits sit far from healthy training.
+AREA_RATIO_MAX = 4.0  # a centred 2× zoom-out: only a quarter of the output shows the image
+AREA_RATIO_MIN = 0.02  # a side under a quarter of a digit's (~24 of 40 px): a stroke, not a digit
+# Three quarters in padding, the same line as AREA_RATIO_MAX (a centred zoom-out crosses both
+# at once, area > 4 always puts > 75% outside), so a zoom-out is reported once, as zoomed out.
+OUTSIDE_MAX = 0.75
 FROZEN_DISTANCE_PX = 0.5  # 90% of the grids within half a pixel of the identity: no warp at all
 FROZEN_FROM_EPOCH = 3  # every transformer starts at the identity; judge "frozen" from here on
 REMEDIES = (
