@@ -135,6 +135,14 @@ def test_outside_fraction_counts_pixel_centres_literally():
     assert D.outside_fraction(theta, (h, w)).item() == pytest.approx(outside / (h * w))
 
 
+def test_a_point_on_the_edge_is_inside():
+    # Output width 4: pixel centres at x = ±0.25, ±0.75; shifted by 0.25 the last is at 1.0.
+    on_edge = torch.tensor([[1.0, 0, 0.25, 0, 1, 0]], dtype=torch.float64)
+    assert D.outside_fraction(on_edge, (1, 4)).item() == 0
+    past_edge = torch.tensor([[1.0, 0, 0.5, 0, 1, 0]], dtype=torch.float64)
+    assert D.outside_fraction(past_edge, (1, 4)).item() == 0.25
+
+
 def test_area_gradcheck(family):
     theta = affine_in(family, general_affine(family)).requires_grad_()
     assert torch.autograd.gradcheck(lambda p: D.area_ratio(p, (4, 5), family), (theta,))
@@ -424,6 +432,15 @@ def test_summarize_model_reads_every_transformer():
     for (_, theta), st, summary in zip(stages, model.transformers, found.values(), strict=True):
         assert summary == D.summarize(D.measure(theta, st.in_size, st.out_size, st.transform))
     assert D.summarize_model(models.create("cnn", size="small"), x) == {}
+
+
+def test_summarize_model_measures_half_precision_theta_in_float32():
+    net = SpatialTransformer(1, 16, out_size=24).to(torch.bfloat16)
+    with torch.no_grad():
+        net.regressor.bias.copy_(torch.tensor([0.9, 0.1, 0.13, -0.05, 1.1, 0.07]))
+    found = D.summarize_model(net, torch.rand(2, 1, 16, 16, dtype=torch.bfloat16))
+    theta = net.regressor.bias.detach()[None].float()  # what the bfloat16 net predicts
+    assert found[""] == D.summarize(D.measure(theta, 16, 24))
 
 
 def test_summarize_model_of_a_users_own_network():

@@ -94,12 +94,9 @@ class Decomposition:
 
     def affine_theta(self) -> Tensor:
         """The affine θ (N, 6) of these parts (the inverse of :func:`decompose`)."""
-        c, s, zero = (
-            torch.cos(self.rotation),
-            torch.sin(self.rotation),
-            torch.zeros_like(self.shear),
-        )
+        c, s = torch.cos(self.rotation), torch.sin(self.rotation)
         r = torch.stack([c, -s, s, c], -1).reshape(-1, 2, 2)
+        zero = torch.zeros_like(self.shear)
         sheared = [self.scale_x, self.shear * self.scale_y, zero, self.scale_y]
         a = r @ torch.stack(sheared, -1).reshape(-1, 2, 2)  # (N, 2, 2)
         return torch.cat([a, self.translation[:, :, None]], dim=2).reshape(-1, 6)
@@ -239,7 +236,8 @@ def decompose(theta: Tensor, transform: str | T.Transform = "affine") -> Decompo
     scale_x = torch.hypot(a[:, 0, 0], a[:, 1, 0])
     rotation = torch.atan2(a[:, 1, 0], a[:, 0, 0])
     c, s = torch.cos(rotation), torch.sin(rotation)
-    scale_y = torch.linalg.det(a) / scale_x  # Rᵀ A = [[scale_x, shear·scale_y], [0, scale_y]]
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    scale_y = det / scale_x  # Rᵀ A = [[scale_x, shear·scale_y], [0, scale_y]]
     shear = (c * a[:, 0, 1] + s * a[:, 1, 1]) / scale_y
     return Decomposition(scale_x, scale_y, rotation, shear, t)
 
@@ -379,10 +377,15 @@ def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
     finally:
         model.train(was_training)
     return {
-        name: summarize(measure(st.last_theta, st.in_size, st.out_size, st.transform))
+        name: summarize(measure(_full(st.last_theta), st.in_size, st.out_size, st.transform))
         for name, st in found.items()
         if st.last_theta is not None
     }
+
+
+def _full(theta: Tensor) -> Tensor:
+    """θ in at least float32: half-precision θ (autocast) is too coarse for the statistics."""
+    return theta.to(torch.promote_types(theta.dtype, torch.float32))
 
 
 # ----------------------------------------------------------------------------- collapse
