@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SpatialTransformer": "stnlab.transformer",
     "SpatialTransformer3d": "stnlab.transformer",
+    "diagnostics": None,
     "sample": "stnlab.sampling",
     "sample_reference": "stnlab.sampling",
     "sampling": None,
@@ -32,6 +33,7 @@ __all__ = [
     "SpatialTransformer",
     "SpatialTransformer3d",
     "__version__",
+    "diagnostics",
     "sample",
     "sample_reference",
     "sampling",
