@@ -19,7 +19,6 @@ from typing import Any
 from stnlab.cluster import JobContext
 
 
-
 class Payload:
     """A data set stand-in that appends a line to ``counter`` each time it is unpickled."""
 
