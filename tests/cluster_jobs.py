@@ -35,6 +35,13 @@ def _rebuild(values: list[int], counter: str) -> Payload:
     return Payload(values, counter)
 
 
+def load_payload(payload: Payload) -> Payload:
+    """A ``load`` for run_jobs: logs each call to COUNTER.loads; doubles the values."""
+    with open(payload.counter + ".loads", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return Payload([2 * v for v in payload.values], payload.counter)
+
+
 def toy_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """``spec``: epochs, seed, log; optional sleep (s per epoch), fail_at (epoch)."""
     run = ctx.run_dir

@@ -33,7 +33,7 @@ from stnlab.cluster import worker as cworker
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # the workers of local:2 inherit this path
-from cluster_jobs import Payload, attempts, toy_job  # noqa: E402
+from cluster_jobs import Payload, attempts, load_payload, toy_job  # noqa: E402
 
 
 def _free_port() -> int:
@@ -248,18 +248,19 @@ def test_gpu_jobs_take_round_robin_slots_of_the_visible_gpus(monkeypatch):
 def test_local_cluster_runs_jobs_in_place_with_data_sent_once(local_client, tmp_path):
     workdir, log, counter = tmp_path / "exp", tmp_path / "log", tmp_path / "unpickled"
     jobs, events, done = _jobs(workdir, log, 5, epochs=3), _Events(), []
-    outcomes = run_jobs(local_client, toy_job, jobs, workdir=workdir,
-                        data=Payload([1, 2, 3], str(counter)), on_event=events,
+    outcomes = run_jobs(local_client, toy_job, jobs, workdir=workdir, on_event=events,
+                        data=Payload([1, 2, 3], str(counter)), load=load_payload,
                         on_done=done.append)  # fmt: skip
     assert [o.name for o in outcomes] == [j.name for j in jobs]
     assert sorted(o.name for o in done) == sorted(j.name for j in jobs)
     for job, outcome in zip(jobs, outcomes, strict=True):
         assert outcome.ok and outcome.shared and outcome.result["shared"]
         assert outcome.result["run_dir"] == str(job.run_dir.resolve())
-        assert outcome.result["data_sum"] == 6
+        assert outcome.result["data_sum"] == 12  # the loaded data
         assert json.loads((job.run_dir / "summary.json").read_text())["seed"] == job.spec["seed"]
         assert events.epochs[job.name] == [1, 2, 3]
     assert len(counter.read_text().split()) <= 2 < len(jobs)  # once per worker, not per job
+    assert len(Path(f"{counter}.loads").read_text().split()) <= 2  # loaded once per worker
     assert not list(workdir.glob(".stnlab-cluster-*"))  # the token is removed
 
 

@@ -214,6 +214,7 @@ def run_jobs(
     *,
     workdir: str | Path,
     data: Any = None,
+    load: Callable[[Any], Any] | None = None,
     on_event: Callable[[str, Record], None] | None = None,
     on_done: Callable[[JobOutcome], None] | None = None,
     resources: Mapping[str, float] | None = None,
@@ -231,6 +232,9 @@ def run_jobs(
         jobs: the jobs, most expensive first (they start in this order).
         workdir: the experiment folder on the client; every ``run_dir`` lies inside it.
         data: sent to each worker once and given to every job as ``ctx.data``.
+        load: an importable function run once per worker process on ``data``, whose result
+            the jobs get as ``ctx.data`` instead: send a compact form (a compressed file's
+            bytes) and unpack it on the workers.
         on_event: called on this thread as ``on_event(job name, record)`` for each record;
             after a lost worker, a resumed job sends the epochs since its checkpoint again.
         on_done: called on this thread with each job's outcome as it ends.
@@ -261,7 +265,7 @@ def run_jobs(
         futures = {}
         for i, job in enumerate(jobs):
             seed = read_folder(Path(job.run_dir)) if seeded else {}
-            task = Task(job, str(token_path), token, shared, seed, topic, cancel, gpu)
+            task = Task(job, str(token_path), token, shared, seed, topic, cancel, gpu, load)
             future = client.submit(
                 attempt, job_fn, task, data_future, key=f"{job.name}-{token[:8]}",
                 pure=False, resources=resources, priority=len(jobs) - i,

@@ -96,6 +96,7 @@ class Task:
     topic: str  # the event topic of this run_jobs call
     cancel: str  # the name of its cancel Event
     gpu: bool
+    load: Callable[[Any], Any] | None = None  # turns the scattered data into ctx.data
 
 
 @dataclass

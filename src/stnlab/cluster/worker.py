@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -36,6 +37,19 @@ __all__ = ["CANCEL_CHECK_SECONDS", "attempt"]
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job asks whether it was cancelled
 
 _SLOTS = SlotPool()  # the GPU slots of this worker process
+_LOADED: dict[str, Any] = {}  # the data as loaded in this process, by run_jobs call (topic)
+_LOAD_LOCK = threading.Lock()
+
+
+def _load(task: Task, data: Any) -> Any:
+    """``task.load(data)``, once per worker process for all jobs of one run_jobs call."""
+    if task.load is None:
+        return data
+    with _LOAD_LOCK:
+        if task.topic not in _LOADED:
+            _LOADED.clear()  # keep one data set, as the local runner does
+            _LOADED[task.topic] = task.load(data)
+        return _LOADED[task.topic]
 
 
 class _Emitter:
@@ -112,8 +126,8 @@ def attempt(job_fn: Callable[[Any, JobContext], Any], task: Task, data: Any) -> 
     in_place = sees and task.shared is not False
     emit = _Emitter(dist, worker, task)
     with _folder(task, in_place, worker.local_directory) as run_dir, _device(task.gpu) as device:
-        ctx = JobContext(task.job.name, run_dir, data, emit, device, in_place)
         try:
+            ctx = JobContext(task.job.name, run_dir, _load(task, data), emit, device, in_place)
             result, error, tb = job_fn(task.job.spec, ctx), None, None
         except Exception as exc:
             result, error, tb = None, _portable(exc), traceback.format_exc()
