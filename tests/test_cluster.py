@@ -296,20 +296,32 @@ def _kill_at(log: Path, name: str, epoch: int, killed: list[int], events: _Event
     return on_event
 
 
-def test_lost_worker_not_shared_costs_no_result(local_client, tmp_path):
+def test_losing_every_worker_not_shared_costs_no_result(local_client, tmp_path):
+    """Both workers die while both run a job: the data set and every job come through."""
     local_client.wait_for_workers(2, timeout=60)
-    workdir, log, killed, events = tmp_path / "exp", tmp_path / "log", [], _Events()
-    jobs = _jobs(workdir, log, 2, epochs=4, sleep=0.2)
+    workdir, log, counter, killed = tmp_path / "exp", tmp_path / "log", tmp_path / "n", []
+    jobs, events = _jobs(workdir, log, 2, epochs=5, sleep=0.2), _Events()
+
+    def kill_all(name: str, record: dict) -> None:
+        events(name, record)
+        running = {n: pid for n, pid, _ in attempts(log)}
+        if len(running) == 2 and not killed:  # each job has begun, on its own worker
+            killed.extend(running.values())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
     outcomes = run_jobs(local_client, toy_job, jobs, workdir=workdir, shared=False,
-                        on_event=_kill_at(log, "job0", 2, killed, events))  # fmt: skip
-    assert killed and all(o.ok and o.shared is False for o in outcomes)
-    tries = [a for a in attempts(log) if a[0] == "job0"]
-    assert len(tries) == 2 and tries[1][1] != killed[0]
-    assert tries[1][2] == 0  # without a shared folder the retry starts over
-    run = jobs[0].run_dir  # written home from the returned files
-    assert (run / "checkpoint.txt").read_text() == "4"
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
-    assert set(events.epochs["job0"]) == {1, 2, 3, 4}
+                        data=Payload([4], str(counter)), on_event=kill_all)  # fmt: skip
+    assert len(set(killed)) == 2 and all(o.ok and o.shared is False for o in outcomes)
+    assert all(o.result["data_sum"] == 4 for o in outcomes)  # the data set was sent again
+    for job in jobs:
+        tries = [a for a in attempts(log) if a[0] == job.name]
+        assert len(tries) == 2 and tries[1][1] not in killed
+        assert tries[1][2] == 0  # without a shared folder the retry starts over
+        run = job.run_dir  # written home from the returned files
+        assert (run / "checkpoint.txt").read_text() == "5"
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 5
+        assert set(events.epochs[job.name]) == {1, 2, 3, 4, 5}
 
 
 def test_interrupt_cancels_the_jobs_and_leaves_them_resumable(local_client, tmp_path):
@@ -354,6 +366,7 @@ def test_cli_cluster_not_shared_forced_returns_run_folders(cli_client, tmp_path)
         }  # fmt: skip
         assert (job.run_dir / "checkpoint.txt").read_text() == "3"
         assert events.epochs[job.name] == [1, 2, 3]
+    assert len({o.worker for o in outcomes}) == 2  # the data set does not pin jobs to a worker
     assert len(counter.read_text().split()) == 2  # one copy per worker for four jobs
 
 

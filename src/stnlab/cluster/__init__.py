@@ -6,7 +6,9 @@ to install (:data:`INSTALL_HINT`).
 
 How :func:`run_jobs` runs jobs:
 
-* The data set is scattered to every worker once; each job gets its worker's copy.
+* The data set goes to each worker process once; each job gets its worker's copy. The
+  scheduler keeps it (pickled, in a Dask ``Variable``), so a worker that joins later,
+  or replaces a lost one, fetches it too.
 * Each job runs ``job_fn(spec, ctx)`` on a worker (:class:`JobContext`) and sends records
   with ``ctx.emit``; they reach ``on_event`` on the client as Dask events
   (``Worker.log_event`` → ``Client.subscribe_topic``), not through files.

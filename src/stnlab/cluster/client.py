@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import queue
 import time
 import traceback
@@ -207,6 +208,18 @@ class _Collector:
             self.client.cancel(futures)
 
 
+def _share(client: Any, data: Any, name: str) -> Any:
+    """Store ``data``, pickled, on the scheduler under ``name``; returns the Variable.
+
+    Each worker process fetches it once (:mod:`stnlab.cluster.worker`). Not a scattered
+    future: jobs would then go only to the workers holding it, and losing them all would
+    cancel the jobs. The scheduler keeps the bytes without unpickling them (no torch there).
+    """
+    variable = distributed().Variable(name, client=client)
+    variable.set(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    return variable
+
+
 def run_jobs(
     client: Any,
     job_fn: Callable[[Any, JobContext], Any],
@@ -231,7 +244,8 @@ def run_jobs(
             job's ``result``; what it raises is the job's ``error``, reported once, not retried.
         jobs: the jobs, most expensive first (they start in this order).
         workdir: the experiment folder on the client; every ``run_dir`` lies inside it.
-        data: sent to each worker once and given to every job as ``ctx.data``.
+        data: kept by the scheduler (pickled), fetched once by each worker process and
+            given to every job there as ``ctx.data``.
         load: an importable function run once per worker process on ``data``, whose result
             the jobs get as ``ctx.data`` instead: send a compact form (a compressed file's
             bytes) and unpack it on the workers.
@@ -255,19 +269,21 @@ def run_jobs(
     token_path, token = write_token(workdir)
     collector = _Collector(client, on_event, on_done, event_wait)
     topic, cancel = f"stnlab-events-{token[:12]}", f"stnlab-cancel-{token[:12]}"
-    data_future = None
+    data_name = f"stnlab-data-{token[:12]}" if data is not None else None
+    shared_data = None
     try:
         client.subscribe_topic(topic, collector.receive)
-        if data is not None:  # one copy per worker; later workers fetch it from a peer
-            data_future = client.scatter(data, broadcast=True, hash=False)
+        if data is not None:
+            shared_data = _share(client, data, data_name)
         seeded = shared is False or (shared is None and not _workers_see(client, token_path, token))
         gpu = bool(resources and resources.get("GPU"))
         futures = {}
         for i, job in enumerate(jobs):
             seed = read_folder(Path(job.run_dir)) if seeded else {}
-            task = Task(job, str(token_path), token, shared, seed, topic, cancel, gpu, load)
+            task = Task(job, str(token_path), token, shared, seed, topic, cancel, gpu,
+                        data_name, load)  # fmt: skip
             future = client.submit(
-                attempt, job_fn, task, data_future, key=f"{job.name}-{token[:8]}",
+                attempt, job_fn, task, key=f"{job.name}-{token[:8]}",
                 pure=False, resources=resources, priority=len(jobs) - i,
             )  # fmt: skip
             futures[future] = job
@@ -275,7 +291,8 @@ def run_jobs(
     finally:
         with suppress(Exception):
             client.unsubscribe_topic(topic)
-        if data_future is not None:
-            data_future.release()
+        if shared_data is not None:
+            with suppress(Exception):
+                shared_data.delete()
         token_path.unlink(missing_ok=True)
     return [outcomes[job.name] for job in jobs]

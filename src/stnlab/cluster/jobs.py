@@ -62,7 +62,7 @@ class JobContext:
 
     name: str
     run_dir: Path  # where to write the run folder: the client's own (shared) or a temp folder
-    data: Any  # the scattered data set (this worker's one copy)
+    data: Any  # the data set (this worker's one copy), after run_jobs' ``load``
     emit: Callable[[Record], None]  # send one record (an epoch, an evaluation) to the client
     device: str | None  # "cuda:N" for a job holding a GPU slot; None: the spec decides
     shared: bool  # whether run_dir is the client's folder itself
@@ -96,7 +96,8 @@ class Task:
     topic: str  # the event topic of this run_jobs call
     cancel: str  # the name of its cancel Event
     gpu: bool
-    load: Callable[[Any], Any] | None = None  # turns the scattered data into ctx.data
+    data: str | None = None  # the name of the Variable holding the pickled data set
+    load: Callable[[Any], Any] | None = None  # turns run_jobs' data into ctx.data
 
 
 @dataclass

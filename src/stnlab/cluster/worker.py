@@ -2,6 +2,11 @@
 
 :func:`attempt` is the function every Dask task runs; a task that Dask runs again after
 its worker was lost is a new attempt, with a new id on its events.
+
+The data set is not a dependency of the job tasks (Dask would then place every job on the
+workers holding it, and scattered data lost with its workers cannot be remade). The client
+stores it, pickled, in a Dask ``Variable`` on the scheduler; each worker process fetches
+it once, when its first job starts, and keeps it.
 """
 
 from __future__ import annotations
@@ -37,19 +42,20 @@ __all__ = ["CANCEL_CHECK_SECONDS", "attempt"]
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job asks whether it was cancelled
 
 _SLOTS = SlotPool()  # the GPU slots of this worker process
-_LOADED: dict[str, Any] = {}  # the data as loaded in this process, by run_jobs call (topic)
-_LOAD_LOCK = threading.Lock()
+_LOADED: dict[str, Any] = {}  # the data set as this process's jobs get it, by name
+_DATA_LOCK = threading.Lock()
 
 
-def _load(task: Task, data: Any) -> Any:
-    """``task.load(data)``, once per worker process for all jobs of one run_jobs call."""
-    if task.load is None:
-        return data
-    with _LOAD_LOCK:
-        if task.topic not in _LOADED:
-            _LOADED.clear()  # keep one data set, as the local runner does
-            _LOADED[task.topic] = task.load(data)
-        return _LOADED[task.topic]
+def _data(task: Task, dist: Any) -> Any:
+    """This process's copy of the data set, fetched and loaded once for all its jobs."""
+    if task.data is None:
+        return None
+    with _DATA_LOCK:
+        if task.data not in _LOADED:
+            data = pickle.loads(dist.Variable(task.data).get())
+            _LOADED.clear()  # one data set per process, as the local runner keeps
+            _LOADED[task.data] = task.load(data) if task.load is not None else data
+        return _LOADED[task.data]
 
 
 class _Emitter:
@@ -110,7 +116,7 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def attempt(job_fn: Callable[[Any, JobContext], Any], task: Task, data: Any) -> Reply:
+def attempt(job_fn: Callable[[Any, JobContext], Any], task: Task) -> Reply:
     """Run one attempt of ``task`` on this worker; an error of the job is returned, not raised.
 
     Returning the job's own error (rather than raising it) keeps the run folder's files of
@@ -127,7 +133,7 @@ def attempt(job_fn: Callable[[Any, JobContext], Any], task: Task, data: Any) -> 
     emit = _Emitter(dist, worker, task)
     with _folder(task, in_place, worker.local_directory) as run_dir, _device(task.gpu) as device:
         try:
-            ctx = JobContext(task.job.name, run_dir, _load(task, data), emit, device, in_place)
+            ctx = JobContext(task.job.name, run_dir, _data(task, dist), emit, device, in_place)
             result, error, tb = job_fn(task.job.spec, ctx), None, None
         except Exception as exc:
             result, error, tb = None, _portable(exc), traceback.format_exc()
