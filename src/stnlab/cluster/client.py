@@ -19,7 +19,7 @@ from stnlab.cluster.jobs import (
     JobOutcome,
     Record,
     Reply,
-    Task,
+    Run,
     distributed,
     read_folder,
     sees_token,
@@ -208,8 +208,8 @@ class _Collector:
             self.client.cancel(futures)
 
 
-def _share(client: Any, data: Any, name: str) -> Any:
-    """Store ``data``, pickled, on the scheduler under ``name``; returns the Variable.
+def _share(client: Any, data: Any, name: str) -> None:
+    """Store ``data``, pickled, on the scheduler under ``name`` (a Dask Variable).
 
     Each worker process fetches it once (:mod:`stnlab.cluster.worker`). Not a scattered
     future: jobs would then go only to the workers holding it, and losing them all would
@@ -217,7 +217,6 @@ def _share(client: Any, data: Any, name: str) -> Any:
     """
     variable = distributed().Variable(name, client=client)
     variable.set(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-    return variable
 
 
 def run_jobs(
@@ -267,32 +266,35 @@ def run_jobs(
     _check_resources(client, resources)
     workdir.mkdir(parents=True, exist_ok=True)
     token_path, token = write_token(workdir)
+    tag = token[:12]  # names this call's Dask objects
+    run = Run(str(token_path), token, shared, f"stnlab-events-{tag}", f"stnlab-cancel-{tag}",
+              gpu=bool(resources and resources.get("GPU")),
+              data=f"stnlab-data-{tag}" if data is not None else None, load=load)  # fmt: skip
     collector = _Collector(client, on_event, on_done, event_wait)
-    topic, cancel = f"stnlab-events-{token[:12]}", f"stnlab-cancel-{token[:12]}"
-    data_name = f"stnlab-data-{token[:12]}" if data is not None else None
-    shared_data = None
     try:
-        client.subscribe_topic(topic, collector.receive)
+        client.subscribe_topic(run.topic, collector.receive)
         if data is not None:
-            shared_data = _share(client, data, data_name)
+            _share(client, data, run.data)
         seeded = shared is False or (shared is None and not _workers_see(client, token_path, token))
-        gpu = bool(resources and resources.get("GPU"))
         futures = {}
         for i, job in enumerate(jobs):
             seed = read_folder(Path(job.run_dir)) if seeded else {}
-            task = Task(job, str(token_path), token, shared, seed, topic, cancel, gpu,
-                        data_name, load)  # fmt: skip
             future = client.submit(
-                attempt, job_fn, task, key=f"{job.name}-{token[:8]}",
-                pure=False, resources=resources, priority=len(jobs) - i,
+                attempt, job_fn, run, job, seed, key=f"{job.name}-{tag}", pure=False,
+                resources=resources, priority=len(jobs) - i,  # the given order: longest first
             )  # fmt: skip
             futures[future] = job
-        outcomes = collector.collect(futures, cancel)
+        outcomes = collector.collect(futures, run.cancel)
     finally:
-        with suppress(Exception):
-            client.unsubscribe_topic(topic)
-        if shared_data is not None:
-            with suppress(Exception):
-                shared_data.delete()
+        _clean_up(client, run)
         token_path.unlink(missing_ok=True)
     return [outcomes[job.name] for job in jobs]
+
+
+def _clean_up(client: Any, run: Run) -> None:
+    """Forget this call's topic and data on the scheduler (which may be gone already)."""
+    with suppress(Exception):
+        client.unsubscribe_topic(run.topic)
+    if run.data is not None:
+        with suppress(Exception):
+            distributed().Variable(run.data, client=client).delete()

@@ -85,19 +85,17 @@ class JobOutcome:
 
 
 @dataclass(frozen=True)
-class Task:
-    """Everything the worker side needs for one job (pickled into the Dask task)."""
+class Run:
+    """What the worker side needs to know about one run_jobs call (pickled into its tasks)."""
 
-    job: ClusterJob
     token_path: str
     token: str
     shared: bool | None  # None: detect; True: insist; False: never in place
-    seed: dict[str, bytes]  # files to start a not-shared run folder from
-    topic: str  # the event topic of this run_jobs call
+    topic: str  # the event topic of this call
     cancel: str  # the name of its cancel Event
-    gpu: bool
+    gpu: bool  # whether each job holds a GPU slot
     data: str | None = None  # the name of the Variable holding the pickled data set
-    load: Callable[[Any], Any] | None = None  # turns run_jobs' data into ctx.data
+    load: Callable[[Any], Any] | None = None  # turns that data into ctx.data
 
 
 @dataclass

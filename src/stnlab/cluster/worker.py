@@ -25,11 +25,12 @@ from typing import Any
 
 from stnlab.cluster.jobs import (
     ClusterError,
+    ClusterJob,
     JobCancelledError,
     JobContext,
     Record,
     Reply,
-    Task,
+    Run,
     distributed,
     read_folder,
     sees_token,
@@ -46,47 +47,49 @@ _LOADED: dict[str, Any] = {}  # the data set as this process's jobs get it, by n
 _DATA_LOCK = threading.Lock()
 
 
-def _data(task: Task, dist: Any) -> Any:
+def _data(run: Run, dist: Any) -> Any:
     """This process's copy of the data set, fetched and loaded once for all its jobs."""
-    if task.data is None:
+    if run.data is None:
         return None
     with _DATA_LOCK:
-        if task.data not in _LOADED:
-            data = pickle.loads(dist.Variable(task.data).get())
+        if run.data not in _LOADED:
+            data = pickle.loads(dist.Variable(run.data).get())
             _LOADED.clear()  # one data set per process, as the local runner keeps
-            _LOADED[task.data] = task.load(data) if task.load is not None else data
-        return _LOADED[task.data]
+            _LOADED[run.data] = run.load(data) if run.load is not None else data
+        return _LOADED[run.data]
 
 
 class _Emitter:
     """``ctx.emit``: logs each record as a Dask event; now and then checks for cancellation."""
 
-    def __init__(self, dist: Any, worker: Any, task: Task):
-        self.dist, self.worker, self.task = dist, worker, task
+    def __init__(self, dist: Any, worker: Any, run: Run, name: str):
+        self.dist, self.worker, self.run, self.name = dist, worker, run, name
         self.attempt, self.count = uuid.uuid4().hex, 0
         self.checked = time.monotonic()
 
     def __call__(self, record: Record) -> None:
-        msg = {"job": self.task.job.name, "attempt": self.attempt, "record": record}
-        self.worker.log_event(self.task.topic, msg)
+        msg = {"job": self.name, "attempt": self.attempt, "record": record}
+        self.worker.log_event(self.run.topic, msg)
         self.count += 1
         if time.monotonic() - self.checked >= CANCEL_CHECK_SECONDS:
             self.checked = time.monotonic()
-            if self.dist.Event(self.task.cancel).is_set():
-                raise JobCancelledError(f"job {self.task.job.name} was cancelled by its client")
+            if self.dist.Event(self.run.cancel).is_set():
+                raise JobCancelledError(f"job {self.name} was cancelled by its client")
 
 
 @contextmanager
-def _folder(task: Task, in_place: bool, local_dir: str) -> Iterator[Path]:
+def _folder(
+    job: ClusterJob, seed: dict[str, bytes], in_place: bool, local_dir: str
+) -> Iterator[Path]:
     """The run folder to train in: the shared one, or a temp one seeded and removed after."""
     if in_place:
-        yield Path(task.job.run_dir)
+        yield Path(job.run_dir)
         return
     tmp = Path(tempfile.mkdtemp(prefix="stnlab-job-", dir=local_dir))
     try:
-        run_dir = tmp / Path(task.job.run_dir).name
+        run_dir = tmp / Path(job.run_dir).name
         run_dir.mkdir()
-        write_folder(run_dir, task.seed)
+        write_folder(run_dir, seed)
         yield run_dir
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -116,25 +119,30 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def attempt(job_fn: Callable[[Any, JobContext], Any], task: Task) -> Reply:
-    """Run one attempt of ``task`` on this worker; an error of the job is returned, not raised.
+def attempt(
+    job_fn: Callable[[Any, JobContext], Any], run: Run, job: ClusterJob, seed: dict[str, bytes]
+) -> Reply:
+    """Run one attempt of ``job`` on this worker; an error of the job is returned, not raised.
 
-    Returning the job's own error (rather than raising it) keeps the run folder's files of
-    a failed not-shared job, and Dask never retries it; only a lost worker makes Dask run
-    this again.
+    ``seed`` holds the files to start a not-shared run folder from. Returning the job's own
+    error (rather than raising it) keeps the run folder's files of a failed not-shared job,
+    and Dask never retries it; only a lost worker makes Dask run this again.
     """
     dist = distributed()
     worker = dist.get_worker()
-    sees = sees_token(task.token_path, task.token)
-    if task.shared and not sees:
-        folder = Path(task.token_path).parent
+    sees = sees_token(run.token_path, run.token)
+    if run.shared and not sees:
+        folder = Path(run.token_path).parent
         raise ClusterError(f"worker {worker.address} does not see {folder} (shared was forced)")
-    in_place = sees and task.shared is not False
-    emit = _Emitter(dist, worker, task)
-    with _folder(task, in_place, worker.local_directory) as run_dir, _device(task.gpu) as device:
+    in_place = sees and run.shared is not False
+    emit = _Emitter(dist, worker, run, job.name)
+    with (
+        _folder(job, seed, in_place, worker.local_directory) as run_dir,
+        _device(run.gpu) as device,
+    ):
         try:
-            ctx = JobContext(task.job.name, run_dir, _data(task, dist), emit, device, in_place)
-            result, error, tb = job_fn(task.job.spec, ctx), None, None
+            ctx = JobContext(job.name, run_dir, _data(run, dist), emit, device, in_place)
+            result, error, tb = job_fn(job.spec, ctx), None, None
         except Exception as exc:
             result, error, tb = None, _portable(exc), traceback.format_exc()
         files = {} if in_place else read_folder(run_dir)
