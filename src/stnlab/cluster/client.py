@@ -166,14 +166,12 @@ class _Collector:
 
     def settle(self, future: Any, job: ClusterJob) -> JobOutcome:
         """The outcome of a finished future; a not-shared run's files are written home first."""
-        if future.status != "finished":  # an error outside the job: KilledWorker, lost data...
-            error = future.exception() if future.status == "error" else None
-            tb = future.traceback() if future.status == "error" else None
-            return JobOutcome(
-                job.name,
-                error=error or RuntimeError(f"job {job.name} ended {future.status}"),
-                traceback="".join(traceback.format_tb(tb)) if tb is not None else None,
-            )
+        if future.status == "error":  # outside the job: KilledWorker (lost too often)...
+            tb = "".join(traceback.format_tb(future.traceback()))
+            return JobOutcome(job.name, error=future.exception(), traceback=tb)
+        if future.status != "finished":  # cancelled by the scheduler: it restarted or was lost
+            lost = f"the Dask scheduler dropped job {job.name} (was it lost?); run again to resume"
+            return JobOutcome(job.name, error=RuntimeError(lost))
         reply: Reply = future.result()
         deadline = time.monotonic() + self.event_wait
         while self.counts[reply.attempt] < reply.events and time.monotonic() < deadline:
