@@ -1,0 +1,82 @@
+"""Placing training runs on GPUs: which device each worker slot trains on.
+
+A *slot* is one run at a time: a worker process of the local pool, or one unit of a
+Dask worker's ``GPU`` resource. Slot ``i`` trains on ``cuda:(i % k)`` for ``k`` GPUs, so
+the first ``k`` slots spread over every GPU before any GPU takes a second run, and
+``runs_per_gpu`` runs share each GPU (these small models leave a large GPU mostly idle).
+Pure Python: no torch, so the rules are tested without a GPU.
+
+Example:
+    >>> slot_devices(2, runs_per_gpu=2)
+    ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1']
+    >>> gpu_workers(jobs=3, gpus=2, runs_per_gpu=2)
+    3
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["SlotPool", "device_for_slot", "gpu_workers", "slot_devices"]
+
+
+def _check_positive(value: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+def device_for_slot(slot: int, gpus: int) -> str:
+    """The device of worker slot ``slot`` (0-based) when ``gpus`` GPUs are visible: round-robin."""
+    _check_positive(gpus, "the number of GPUs")
+    if not isinstance(slot, int) or slot < 0:
+        raise ValueError(f"a slot is a non-negative integer, got {slot!r}")
+    return f"cuda:{slot % gpus}"
+
+
+def slot_devices(gpus: int, runs_per_gpu: int = 1) -> list[str]:
+    """The device of every slot of a machine with ``gpus`` GPUs, ``runs_per_gpu`` runs on each."""
+    _check_positive(gpus, "the number of GPUs")
+    _check_positive(runs_per_gpu, "runs per GPU")
+    return [device_for_slot(i, gpus) for i in range(gpus * runs_per_gpu)]
+
+
+def gpu_workers(jobs: int, gpus: int, runs_per_gpu: int = 1) -> int:
+    """How many worker processes the local pool starts: one per slot, no more than the jobs."""
+    _check_positive(gpus, "the number of GPUs")
+    _check_positive(runs_per_gpu, "runs per GPU")
+    return max(1, min(jobs, gpus * runs_per_gpu))
+
+
+class SlotPool:
+    """Hands out the lowest free slot number to concurrent runs in one process (thread-safe).
+
+    A Dask worker with ``--resources GPU=K --nthreads K`` runs up to K GPU jobs at once in
+    one process; each takes a slot for its run, so that they spread over the visible GPUs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: set[int] = set()
+
+    def acquire(self) -> int:
+        """Take the lowest slot number not in use."""
+        with self._lock:
+            slot = next(i for i in range(len(self._taken) + 1) if i not in self._taken)
+            self._taken.add(slot)
+            return slot
+
+    def release(self, slot: int) -> None:
+        """Give a slot back."""
+        with self._lock:
+            self._taken.discard(slot)
+
+    @contextmanager
+    def slot(self) -> Iterator[int]:
+        """A slot for the duration of a ``with`` block."""
+        slot = self.acquire()
+        try:
+            yield slot
+        finally:
+            self.release(slot)
