@@ -279,10 +279,8 @@ def to_pixels(
 
     Example:
         >>> theta = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.5, 0.0]])  # 2× zoom on the centre
-        >>> to_pixels(theta, in_size=40, out_size=20)[0]
-        tensor([[ 1.0000,  0.0000, 10.0000],
-                [ 0.0000,  1.0000, 10.0000],
-                [ 0.0000,  0.0000,  1.0000]])
+        >>> to_pixels(theta, in_size=40, out_size=20)[0].tolist()
+        [[1.0, 0.0, 10.0], [0.0, 1.0, 10.0], [0.0, 0.0, 1.0]]
     """
     family = _family(_matrix_family(transform, "to_pixels"), theta)
     return _to_pixel(in_size, theta) @ _matrix(family, theta) @ _to_normalised(out_size, theta)
