@@ -77,7 +77,10 @@ def add_options(
             text += f" (default: {_shown(f.default)})"
         dest = _dest(cls, f.name)
         names[dest] = flag
-        kwargs = {"metavar": f.name.upper(), **_flag_type(hints[f.name])}
+        kwargs = {"metavar": f.metadata.get("metavar") or f.name.upper(),
+                  **_flag_type(hints[f.name])}  # fmt: skip
+        if f.metadata.get("const") is not None:  # the value may be left out: --flag [VALUE]
+            kwargs.update(nargs="?", const=f.metadata["const"])
         parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
                             help=text.replace("%", "%%"), **kwargs)  # fmt: skip
     parser.set_defaults(_flags=names)

@@ -287,6 +287,16 @@ class TrainConfig(Config):
                               "on CPU")  # fmt: skip
     compile: bool = option(False, "torch.compile the model (pays off for long runs)")
     threads: int | None = option(None, "CPU threads of this process (default: torch's)")
+    theta_images: int = option(200, "after each epoch, record every transformer's θ statistics "
+                               "on the first N validation images and warn once when one looks "
+                               "collapsed (0: neither)")  # fmt: skip
+    stop_on_collapse: bool = option(False, "end the run after the epoch in which a transformer "
+                                    "looks collapsed; its checkpoint is kept and --resume "
+                                    "goes on")  # fmt: skip
+    tensorboard: str | None = option(None, "write TensorBoard logs (per-epoch scalars, "
+                                     "transformer outputs) to DIR/RUN_NAME; no DIR (or auto): "
+                                     "to the run folder's tensorboard/", const="auto",
+                                     metavar="DIR")  # fmt: skip
 
     def check(self) -> None:
         self.positive("epochs", "batch_size", "lr", "loc_lr", "threads")
@@ -296,6 +306,11 @@ class TrainConfig(Config):
                      f"must be in [0, 1), got {self.label_smoothing}")  # fmt: skip
         self.require(self.eval_every >= 0, "eval_every",
                      f"must be 0 or positive, got {self.eval_every}")  # fmt: skip
+        self.require(self.theta_images >= 0, "theta_images",
+                     f"must be 0 or positive, got {self.theta_images}")  # fmt: skip
+        self.require(self.theta_images > 0 or not self.stop_on_collapse, "stop_on_collapse",
+                     "needs the θ statistics (theta_images > 0)")  # fmt: skip
+        self.require(self.tensorboard != "", "tensorboard", "needs a folder name or none")
         bad = [e for e in self.eval_at if not 1 <= e <= self.epochs]
         self.require(not bad, "eval_at", f"must lie in 1..{self.epochs}, got {bad}")
         device = self.device.split(":")

@@ -48,15 +48,18 @@ __all__ = [
     "centre_shift",
     "collapse",
     "decompose",
+    "find_transformers",
     "from_pixels",
     "identity_distance",
     "invert",
     "matrix_families",
     "measure",
+    "measure_model",
     "outline",
     "outside_fraction",
     "summarize",
     "summarize_model",
+    "to_pixel_points",
     "to_pixels",
 ]
 
@@ -270,6 +273,16 @@ def _to_pixel(size: T.Size, like: Tensor) -> Tensor:
     return like.new_tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]])
 
 
+def to_pixel_points(points: Tensor, size: T.Size) -> Tensor:
+    """Normalised points (..., 2) as pixel (x, y) of an image of ``size``, same shape.
+
+    The pixel convention of the module docstring: pixel centres at integers, (0, 0) the
+    centre of the top-left pixel; the image's edges are at -0.5 and W - 0.5.
+    """
+    m = _to_pixel(size, points)
+    return points * m.diagonal()[:2] + m[:2, 2]
+
+
 def to_pixels(
     theta: Tensor, in_size: T.Size, out_size: T.Size, transform: str | T.Transform = "affine"
 ) -> Tensor:
@@ -358,14 +371,15 @@ def summarize(measures: Mapping[str, Tensor]) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
-def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
-    """:func:`summarize` for every :class:`~stnlab.SpatialTransformer` in a model, on images x.
+def find_transformers(model: nn.Module) -> dict[str, SpatialTransformer]:
+    """Every :class:`~stnlab.SpatialTransformer` of a model, by module name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, SpatialTransformer)}
 
-    Runs the model once in eval mode (its mode is restored) and reads each transformer's
-    ``last_theta``; keys are the transformers' module names (e.g. ``transformers.0``).
-    """
-    found = {n: m for n, m in model.named_modules() if isinstance(m, SpatialTransformer)}
+
+@torch.no_grad()
+def _thetas(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """Each transformer's θ for images x, from one forward pass in eval mode (mode restored)."""
+    found = find_transformers(model)
     for st in found.values():
         st.last_theta = None  # a transformer the forward pass skips must not report stale θ
     was_training = model.training
@@ -374,11 +388,35 @@ def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
         model(x)
     finally:
         model.train(was_training)
+    return {name: _full(st.last_theta) for name, st in found.items() if st.last_theta is not None}
+
+
+def measure_model(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, dict]:
+    """:func:`measure` for every transformer of a model on images x, per sample: {name: {figure:
+    (N,)}}, in batches of ``batch_size`` images (eval mode; the model's mode is restored)."""
+    found: dict[str, dict[str, list[Tensor]]] = {}
+    transformers = find_transformers(model)
+    for start in range(0, len(x), batch_size):
+        for name, theta in _thetas(model, x[start : start + batch_size]).items():
+            st = transformers[name]
+            figures = measure(theta, st.in_size, st.out_size, st.transform)
+            for key, values in figures.items():
+                found.setdefault(name, {}).setdefault(key, []).append(values)
+    return {name: {k: torch.cat(v) for k, v in figs.items()} for name, figs in found.items()}
+
+
+def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
+    """:func:`summarize` for every :class:`~stnlab.SpatialTransformer` in a model, on images x.
+
+    Runs the model once in eval mode (its mode is restored) and reads each transformer's
+    ``last_theta``; keys are the transformers' module names (e.g. ``transformers.0``).
+    """
+    found = find_transformers(model)
     return {
-        name: summarize(measure(_full(st.last_theta), st.in_size, st.out_size, st.transform))
-        for name, st in found.items()
-        if st.last_theta is not None
-    }
+        name: summarize(measure(theta, found[name].in_size, found[name].out_size,
+                                found[name].transform))
+        for name, theta in _thetas(model, x).items()
+    }  # fmt: skip
 
 
 def _full(theta: Tensor) -> Tensor:

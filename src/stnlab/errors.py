@@ -14,6 +14,7 @@ __all__ = [
     "ReportError",
     "RunFolderError",
     "TrainingDivergedError",
+    "TransformerCollapsedError",
     "UserError",
 ]
 
@@ -47,6 +48,10 @@ class ReportError(UserError):
 
 class TrainingDivergedError(UserError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TransformerCollapsedError(UserError):
+    """A transformer collapsed and the run was asked to stop on collapse; its checkpoint is kept."""
 
 
 class CommandError(UserError):

@@ -12,17 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from stnlab import figures
+from stnlab.diagnostics import outline, to_pixel_points
 
 __all__ = ["outlines", "sample_design"]
 
 _BORDER = 48  # points per side of a grid outline
-
-
-def _border(grid: torch.Tensor) -> torch.Tensor:
-    """The outline of a sampling grid (N, K, K, 2), walked around once: (N, 4K - 4, 2)."""
-    top, right = grid[:, 0, :-1], grid[:, :-1, -1]
-    bottom, left = grid[:, -1, 1:].flip(1), grid[:, 1:, 0].flip(1)
-    return torch.cat([top, right, bottom, left], dim=1)
 
 
 @torch.no_grad()
@@ -44,9 +38,7 @@ def outlines(model: torch.nn.Module, thetas: Sequence[torch.Tensor], image_size)
             fine = F.grid_sample(field, fine, align_corners=False, padding_mode="border")
             fine = fine.permute(0, 2, 3, 1)  # (N, K, K, 2)
         previous = fine
-        xy = _border(fine)  # (N, M, 2) normalised (x, y)
-        px = torch.stack([(xy[..., 0] + 1) * w / 2 - 0.5, (xy[..., 1] + 1) * h / 2 - 0.5], -1)
-        found.append(px.numpy())
+        found.append(to_pixel_points(outline(fine), (h, w)).cpu().numpy())  # (N, M, 2) pixel (x, y)
     return found
 
 

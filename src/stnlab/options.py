@@ -30,6 +30,8 @@ def option(
     flag: str | None = None,
     cli: bool = True,
     factory: Callable[[], Any] | None = None,
+    const: Any = None,
+    metavar: str | None = None,
 ) -> Any:
     """A config field: its default, help text and role, declared once.
 
@@ -45,9 +47,12 @@ def option(
         noun: what a value is called in messages (``unknown schedule 'x'``).
         flag: the CLI flag without dashes when it is not the field name (``data-seed``).
         cli: whether the field is a command-line flag at all.
+        const: the value of the flag given without one (``--tensorboard`` alone); ``None``:
+            the flag needs its value.
+        metavar: how ``--help`` names the flag's value (default: the field's name).
     """
     meta = {"help": help, "decides": decides, "choices": tuple(choices), "more": more,
-            "noun": noun, "flag": flag, "cli": cli}  # fmt: skip
+            "noun": noun, "flag": flag, "cli": cli, "const": const, "metavar": metavar}  # fmt: skip
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

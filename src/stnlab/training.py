@@ -34,9 +34,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from stnlab import __version__, distributed, models
+from stnlab import __version__, distributed, models, monitor
 from stnlab.config import RunConfig, TrainConfig
-from stnlab.errors import ConfigError, RunFolderError, TrainingDivergedError
+from stnlab.errors import (
+    ConfigError,
+    RunFolderError,
+    TrainingDivergedError,
+    TransformerCollapsedError,
+)
 from stnlab.evaluation import Evaluation, evaluate
 from stnlab.rundir import CHECKPOINT, Checkpoint, Predictions, RunDir
 
@@ -51,7 +56,7 @@ __all__ = [
     "train",
 ]
 
-Record = dict[str, Any]  # one line of metrics.jsonl: {"event": "train" | "eval", "epoch": ...}
+Record = dict[str, Any]  # a line of metrics.jsonl: {"event": "train" | "eval" | "theta", ...}
 
 
 @dataclass
@@ -202,9 +207,14 @@ def _train(run, data, folder, resume, progress, dist, device, on_record) -> Trai
         return state
     if writes:
         folder.write_config(run, **_facts(data, dist.world_size))
-    emit = _emitter(_consumers(run, folder if writes else None, on_record, dist.is_main))
-    _epochs(run, model, optimizer, precision, data, dist, device, state, emit,
-            folder if writes else None, progress)  # fmt: skip
+    sinks = _consumers(run, folder if writes else None, on_record, dist.is_main, model, data,
+                       state.epoch)  # fmt: skip
+    try:
+        _epochs(run, model, optimizer, precision, data, dist, device, state, _emitter(sinks),
+                folder if writes else None, progress)  # fmt: skip
+    finally:
+        for sink in sinks:
+            getattr(sink, "close", lambda: None)()
     if not distributed.replicas_identical(model, dist):
         raise RuntimeError("data-parallel replicas ended with different weights")
     model.to(memory_format=torch.contiguous_format).eval()
@@ -242,15 +252,23 @@ def _facts(data: Any, world: int) -> dict[str, Any]:
             "world_size": world, "versions": versions}  # fmt: skip
 
 
-def _consumers(run: RunConfig, folder: RunDir | None, on_record, main: bool) -> list:
-    """Where the records go: metrics.jsonl, then the caller's callbacks (main process only).
-
-    A consumer that a config field switches on is added here, e.g.
-    ``if run.train.tensorboard: sinks.append(TensorBoardWriter(folder.path))``.
-    """
+def _consumers(run: RunConfig, folder: RunDir | None, on_record, main: bool, model, data,
+               start: int) -> list:  # fmt: skip
+    """Where the records go: metrics.jsonl, the consumers that config fields switch on (collapse
+    warnings, TensorBoard), then the caller's callbacks (main process only). A consumer with
+    a ``close`` method is closed when training ends."""
     if not main:
         return []
-    return [*([folder.append] if folder is not None else []), *on_record]
+    sinks = [folder.append] if folder is not None else []
+    if run.train.theta_images:
+        earlier = folder.records() if folder is not None and start else ()
+        sinks.append(monitor.CollapseWarnings(run.model.name, earlier))
+    if run.train.tensorboard is not None:
+        from stnlab.tensorboard import TensorBoardWriter, log_dir
+
+        path = log_dir(run.train.tensorboard, folder.path if folder is not None else None)
+        sinks.append(TensorBoardWriter(path, model, data.x_valid, run.train.epochs, start))
+    return [*sinks, *on_record]
 
 
 def _emitter(sinks: list[Callable[[Record], None]]) -> Callable[[Record], None]:
@@ -327,6 +345,7 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
     net = DistributedDataParallel(model) if dist.enabled else model
     net = torch.compile(net) if cfg.compile else net
     iters, due = n // cfg.batch_size, set(cfg.eval_epochs())
+    probe = monitor.ThetaProbe.of(model, data.x_valid, cfg.theta_images, run.model.name)
     bar = tqdm(total=cfg.epochs * iters, initial=state.epoch * iters, desc=run.model.name,
                unit="it", disable=not (progress and dist.is_main), dynamic_ncols=True)  # fmt: skip
     with bar:
@@ -342,10 +361,25 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
             emit(record)
             if epoch in due and dist.is_main:
                 state.evaluations[epoch] = _evaluate(model, data, epoch, state, cfg, emit)
+            thetas = probe.records(model, epoch) if probe is not None else []  # every rank
+            for theta in thetas:
+                emit(theta)
             if folder is not None:
                 folder.save_checkpoint(_checkpoint(run, epoch, state, model, optimizer,
                                                    precision, device, folder))  # fmt: skip
             state.epoch = epoch  # the last good checkpoint
+            _stop_on_collapse(cfg, epoch, monitor.collapsed(thetas, run.model.name), folder)
+
+
+def _stop_on_collapse(cfg: TrainConfig, epoch: int, collapsed: list[str], folder) -> None:
+    """End the run (an error) after an epoch with a collapsed transformer, if asked to and
+    epochs are left; the epoch's checkpoint is saved first, so ``--resume`` goes on."""
+    if cfg.stop_on_collapse and collapsed and epoch < cfg.epochs:
+        kept = f"the checkpoint of epoch {epoch} is kept" if folder is not None else "no folder"
+        raise TransformerCollapsedError(
+            f"stopped after epoch {epoch} (stop_on_collapse): {'; '.join(collapsed)} looks "
+            f"collapsed; {kept}: resume without stop_on_collapse to go on"
+        )
 
 
 def _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar) -> Record:
