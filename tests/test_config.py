@@ -68,12 +68,14 @@ CHANGES = {
     "train": {"epochs": 7, "batch_size": 50, "lr": 0.5, "loc_lr": 0.1, "weight_decay": 0.1,
               "label_smoothing": 0.1,
               "schedule": "step", "seed": 4, "eval_every": 3, "eval_at": (1,),
-              "device": "cpu", "amp": True, "compile": True, "threads": 1},
+              "device": "cpu", "amp": True, "compile": True, "threads": 1, "theta_images": 10,
+              "stop_on_collapse": True, "tensorboard": "tb"},
     "data": {"path": "x.npz", "variant": "60x60", "source": "mnist", "seed": 3,
              "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache"},
 }  # fmt: skip
 HOW_NOT_WHAT = {"train.eval_every", "train.eval_at", "train.device", "train.amp",
-                "train.compile", "train.threads", "data.source_dir", "data.cache_dir"}  # fmt: skip
+                "train.compile", "train.threads", "train.theta_images", "train.stop_on_collapse",
+                "train.tensorboard", "data.source_dir", "data.cache_dir"}  # fmt: skip
 
 
 def test_every_field_has_a_change_to_try():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from stnlab.cli import add_options, given
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--config", type=Path, metavar="FILE", help="a TOML (or YAML) config file")
     p.add_argument("--out", type=Path, help="experiment folder (default runs/NAME)")
     add_options(p, ExperimentConfig, only=["workers"], show_default=False)
-    add_options(p, TrainConfig, only=["device"], show_default=False)
+    add_options(p, TrainConfig, only=["device", "tensorboard"], show_default=False)
     p.add_argument("--dry-run", action="store_true", help="check the config, print the runs, stop")
     p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     workers = given(args, ExperimentConfig).get("workers")
     device = given(args, TrainConfig).get("device")
+    if "tensorboard" in given(args, TrainConfig):  # every run logs to DIR/NAME or its folder
+        train = replace(config.train, tensorboard=given(args, TrainConfig)["tensorboard"])
+        config = replace(config, train=train)
     result = runner.run_experiment(config, out, workers, device, not args.quiet)
     print(
         f"{len(result.trained)} runs trained, {len(result.skipped)} skipped, "
