@@ -83,7 +83,7 @@ def test_a_five_times_zoom_out_warns_exactly_once(zoomed_out, tiny_data, tmp_pat
 
 
 def test_stop_on_collapse_keeps_a_checkpoint_that_resumes(zoomed_out, tiny_data, tmp_path, capsys):
-    with pytest.raises(TransformerCollapsedError, match="after epoch 1.*checkpoint of epoch 1"):
+    with pytest.raises(TransformerCollapsedError, match=r"after epoch 1.*checkpoint of epoch 1"):
         train(_run(zoomed_out, stop_on_collapse=True), tiny_data, tmp_path, progress=False)
     run = RunDir(tmp_path)
     assert run.load_checkpoint().epoch == 1 and not run.is_finished()
@@ -97,7 +97,8 @@ def test_stop_on_collapse_keeps_a_checkpoint_that_resumes(zoomed_out, tiny_data,
 
 def test_stop_on_collapse_from_the_command_line(zoomed_out, data_file, tmp_path, capsys):
     argv = ["train", "--data", str(data_file), "--model", zoomed_out, "--size", "small",
-            "--epochs", "2", "--theta-images", "20", "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+            "--epochs", "2", "--theta-images", "20", "--out", str(tmp_path / "run"),
+            "--quiet"]  # fmt: skip
     assert main([*argv, "--stop-on-collapse"]) == 2
     warning, error = capsys.readouterr().err.splitlines()
     assert "zoomed out" in warning

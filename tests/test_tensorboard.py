@@ -13,7 +13,7 @@ from stnlab.rundir import RunDir
 from stnlab.training import train
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator,
 )
 
@@ -28,8 +28,8 @@ def _series(acc: EventAccumulator, tag: str) -> list[tuple[int, float]]:
 
 
 def test_event_files_hold_every_record_and_the_transformer_outputs(tiny_data, tmp_path):
-    config = RunConfig(ModelConfig("mstn", size="small"),
-                       TrainConfig(epochs=2, batch_size=200, eval_every=1, tensorboard="auto"))  # fmt: skip
+    train_config = TrainConfig(epochs=2, batch_size=200, eval_every=1, tensorboard="auto")
+    config = RunConfig(ModelConfig("mstn", size="small"), train_config)
     train(config, tiny_data, tmp_path, progress=False)
     acc = _events(tmp_path / "tensorboard")
     records = RunDir(tmp_path).records()
@@ -72,6 +72,8 @@ def test_experiment_runs_log_to_their_folders(tmp_path):
 
 def test_missing_package_is_a_one_line_error(fails_with, data_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    fails_with(["train", "--data", str(data_file), "--model", "cnn", "--epochs", "1",
-                "--out", str(tmp_path), "--tensorboard"],
-               "--tensorboard needs the tensorboard package: pip install 'stnlab[tensorboard]'")  # fmt: skip
+    argv = ["train", "--data", str(data_file), "--model", "cnn", "--epochs", "1", "--out",
+            str(tmp_path), "--tensorboard"]  # fmt: skip
+    fails_with(
+        argv, "--tensorboard needs the tensorboard package: pip install 'stnlab[tensorboard]'"
+    )
