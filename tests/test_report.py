@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stnlab import introspect, models, report, results
+from stnlab import introspect, models, monitor, report, results
 from stnlab.cli import main
 from stnlab.config import ExperimentConfig, RunConfig
 from stnlab.data import make_dataset, save
@@ -21,7 +21,7 @@ EPOCHS = (1, 2, 3)
 
 def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small"):
     """A run folder as training leaves it (through RunDir), with made-up metrics and
-    predictions."""
+    predictions, and the θ records of its (untrained) model."""
     run = folder.run(name)
     torch.manual_seed(seed)
     m = models.create(model, size=size)
@@ -29,12 +29,15 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small")
     run.write_config(RunConfig(model=m.config))
     run.save_weights(m)
     run.start_metrics()
+    probe = monitor.ThetaProbe.of(m, data.x_valid, 10, model)
     for e in EPOCHS:
         run.append({"event": "train", "epoch": e, "loss": 2.0 / e, "accuracy": 0.3 * e,
                     "lr": 1e-3, "seconds": 1.0})  # fmt: skip
         for split in ("valid", "test"):
             run.append({"event": "eval", "epoch": e, "split": split, "loss": 1.0 / e,
                         "accuracy": 0.2 * e + 0.01 * seed, "train_seconds": 1.0 * e})  # fmt: skip
+        for record in probe.records(m, e) if probe is not None else []:
+            run.append(record)
     labels = data.y_test.numpy()
     wrong = rng.random((len(EPOCHS), len(labels))) < 0.3
     run.write_predictions(Predictions(
@@ -82,7 +85,7 @@ def test_report_of_every_design(tmp_path):
     _fake_experiment(tmp_path, ("cnn", "stn", "mstn"), seeds=(0, 1))
     path = report.write_report(tmp_path, samples=4)
     page = path.read_text()
-    names = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
+    names = report.FIGURES
     for name in names:
         png = tmp_path / "figures" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 5_000, name
@@ -92,6 +95,7 @@ def test_report_of_every_design(tmp_path):
     for heading in (
         "Comparison of network results",
         "Sampled STN results",
+        "What the transformers learned",
         "Harder digits to identify",
         "Training curves",
     ):
@@ -103,7 +107,8 @@ def test_report_without_transformers_and_one_seed(tmp_path):
     _fake_experiment(tmp_path, ("cnn",), seeds=(3,))
     page = report.write_report(tmp_path).read_text()
     assert "No design in this experiment has a spatial transformer" in page
-    assert not (tmp_path / "figures" / "stn_samples.png").exists()
+    for name in ("stn_samples", "theta_curves", "theta_distribution"):
+        assert not (tmp_path / "figures" / f"{name}.png").exists()
     assert len(_images(page)) == 5  # every other figure still there
 
 
@@ -115,7 +120,9 @@ def test_report_without_data_file(tmp_path):
     page = report.write_report(tmp_path).read_text()
     assert "data file is missing" in page
     assert (tmp_path / "figures" / "confusion.png").is_file()
-    assert not (tmp_path / "figures" / "stn_samples.png").exists()  # no stale figure kept
+    assert (tmp_path / "figures" / "theta_curves.png").is_file()  # from the records
+    for name in ("stn_samples", "theta_distribution"):  # no stale figure kept
+        assert not (tmp_path / "figures" / f"{name}.png").exists()
 
 
 def test_report_errors(tmp_path, fails_with):

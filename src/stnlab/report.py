@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stnlab import figures, results
+from stnlab import figures, figures_theta, monitor, results
 from stnlab.config import REPORT_SAMPLES
 from stnlab.errors import ReportError
 from stnlab.evaluation import confusion_matrix, per_class_accuracy
@@ -35,7 +35,8 @@ from stnlab.rundir import RunDir
 
 __all__ = ["FIGURES", "final_runs", "write_report"]
 
-FIGURES = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
+FIGURES = ("comparison", "stn_samples", "theta_curves", "theta_distribution", "hardest",
+           "per_class_error", "confusion", "curves")  # fmt: skip
 
 
 def final_runs(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -221,6 +222,71 @@ def _sampled_section(page: _Page, found: _Inputs) -> None:
     )
 
 
+def _theta_curves(runs: list[RunDir]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Epochs (E,), median area ratio and outside fraction (T, R, E) from the runs' ``theta``
+    records; ``None`` when a run recorded none (trained without the statistics)."""
+    per_run = [[r for r in run.records() if r["event"] == monitor.EVENT] for run in runs]
+    if not all(per_run):
+        return None
+    names = list(dict.fromkeys(r["transformer"] for recs in per_run for r in recs))
+    area, outside = [], []
+    for name in names:
+        for key, out in (("area_ratio_median", area), ("outside_fraction_median", outside)):
+            series = [sorted({r["epoch"]: r[key] for r in recs if r["transformer"] == name}
+                             .items()) for recs in per_run]  # fmt: skip
+            epochs, values = _stack(series)
+            out.append(values)
+    return epochs, np.stack(area), np.stack(outside)
+
+
+def _test_thetas(found: _Inputs) -> dict[str, dict[str, np.ndarray]]:
+    """Per-sample θ figures on the whole test set for each transformer of each design's
+    first final model, by ``design transformer``."""
+    from stnlab import models
+    from stnlab.diagnostics import measure_model
+
+    parts = {}
+    for name, runs in found.runs.items():
+        measured = measure_model(models.load(runs[0].path), found.data.x_test)
+        for transformer, figs in measured.items():
+            parts[monitor.label(name, transformer)] = {k: v.numpy() for k, v in figs.items()}
+    return parts
+
+
+def _theta_section(page: _Page, found: _Inputs) -> None:
+    page.html("<h2>What the transformers learned</h2>")
+    if not found.sampled and found.data is not None:
+        page.html("<p>No design in this experiment has a spatial transformer.</p>")
+        return
+    history = {m: h for m, runs in found.runs.items() if (h := _theta_curves(runs)) is not None}
+    if history:
+        page.add(
+            "theta_curves",
+            figures_theta.theta_curves(history),
+            "After each epoch, each transformer's θ on a fixed batch of validation images "
+            "(the first <code>theta_images</code>): the median sampled area relative to the "
+            "image (below 1 the transformer zooms in, above 1 it zooms out) and the median "
+            "share of sampling points that fall off the image and read padding. Mean over "
+            "each design's final runs, band = min–max; solid: first transformer, dashed: "
+            "second. Grey dotted lines: the collapse limits of the training warnings.",
+        )
+    else:
+        page.html("<p>No run recorded θ statistics (trained with <code>theta_images = 0"
+                  "</code> or by an older stnlab).</p>")  # fmt: skip
+    if found.data is None:
+        page.html("<p>The data file is missing, so θ on the test set cannot be shown.</p>")
+        return
+    page.add(
+        "theta_distribution",
+        figures_theta.theta_distribution(_test_thetas(found), found.data.y_test.numpy()),
+        f"θ of each transformer on all {len(found.data.y_test)} test images (each design's "
+        "first final model): the scale along x and y (below 1: zooms in), the rotation, "
+        "and where the output's centre looks, in input pixels from the image's centre, "
+        "coloured by the true digit. A transformer on feature maps counts in feature-map "
+        "cells.",
+    )
+
+
 def _hardest_section(page: _Page, preds: dict[str, dict[str, np.ndarray]], data) -> None:
     page.html("<h2>Harder digits to identify</h2>")
     labels = next(iter(preds.values()))["labels"]
@@ -292,6 +358,7 @@ def write_report(out: str | os.PathLike, samples: int = REPORT_SAMPLES) -> os.Pa
         "mean at each budget is bold.</p>" + _summary_table(found.rows)
     )
     _sampled_section(page, found)
+    _theta_section(page, found)
     _hardest_section(page, found.predictions, found.data)
     page.html("<h2>Training curves</h2>")
     page.add(
