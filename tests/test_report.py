@@ -145,7 +145,7 @@ def test_final_runs_picks_longest_run_per_seed():
 
 
 def test_outlines_identity_is_the_image_border():
-    m = models.create("mstn", size="small").eval()
+    m = models.create("mstn", size="small", loc_zoom=1.0).eval()
     x = torch.rand(2, 1, 40, 40)
     thetas = [theta for _, theta in m.transform(x)]  # identity at initialisation
     first, second = introspect.outlines(m, thetas, (40, 40))
