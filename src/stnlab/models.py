@@ -10,6 +10,7 @@ classifier part has the same size in every design of a given size preset:
     icstn  image ─ STN ─ STN (θ = θ1 ∘ Δ, one warp of the image) ─ blocks ─ head ─ digit
 
 Example:
+    >>> import torch
     >>> from stnlab import models
     >>> m = models.create("stn", size="tf-example")
     >>> m(torch.rand(2, 1, 40, 40)).shape
