@@ -262,7 +262,8 @@ def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows) -> Non
     folder.write_results(rows)
     notes = [f"Data: {config.data.describe()}.", _how(config) + "."]
     title = f"Experiment `{config.name}`: test accuracy"
-    folder.write_summary(results.summary_markdown(rows, title, notes))
+    comparisons = results.compare(folder, rows) if rows else None
+    folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
 
 
 def _how(config: ExperimentConfig) -> str:
