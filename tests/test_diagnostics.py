@@ -430,7 +430,10 @@ def test_summarize_model_reads_every_transformer():
     with torch.no_grad():
         stages = model.transform(x)
     for (_, theta), st, summary in zip(stages, model.transformers, found.values(), strict=True):
-        assert summary == D.summarize(D.measure(theta, st.in_size, st.out_size, st.transform))
+        start = D.initial_theta(st)
+        assert summary == D.summarize(
+            D.measure(theta, st.in_size, st.out_size, st.transform, start=start)
+        )
     assert D.summarize_model(models.create("cnn", size="small"), x) == {}
 
 
@@ -440,7 +443,7 @@ def test_summarize_model_measures_half_precision_theta_in_float32():
         net.regressor.bias.copy_(torch.tensor([0.9, 0.1, 0.13, -0.05, 1.1, 0.07]))
     found = D.summarize_model(net, torch.rand(2, 1, 16, 16, dtype=torch.bfloat16))
     theta = net.regressor.bias.detach()[None].float()  # what the bfloat16 net predicts
-    assert found[""] == D.summarize(D.measure(theta, 16, 24))
+    assert found[""] == D.summarize(D.measure(theta, 16, 24, start=D.initial_theta(net)))
 
 
 def test_summarize_model_of_a_users_own_network():
@@ -524,3 +527,43 @@ def test_inputs_are_not_modified(family):
         D.invert(theta, family)
         D.to_pixels(theta, 10, 10, family)
     assert torch.equal(theta, before)
+
+
+# ----------------------------------------------------------------- distance from the start
+
+
+def test_start_distance_matches_a_per_pixel_sum(family):
+    """RMS pixel distance between the grids of θ and of a start θ, against a literal loop."""
+    a = [[0.9, 0.1, 0.2], [-0.05, 1.1, -0.1]]
+    if family.name == "attention":  # isotropic scale and translation only
+        a = [[0.9, 0.0, 0.2], [0.0, 0.9, -0.1]]
+    theta = affine_in(family, a)
+    start = family.zoom(0.7, 1, dtype=torch.float64)[0]
+    (out_h, out_w), (in_h, in_w) = (3, 4), (20, 30)
+    total = 0.0
+    for i in range(out_h):
+        for j in range(out_w):
+            x, y = (2 * j + 1) / out_w - 1, (2 * i + 1) / out_h - 1  # pixel centre, normalised
+            dx = a[0][0] * x + a[0][1] * y + a[0][2] - 0.7 * x
+            dy = a[1][0] * x + a[1][1] * y + a[1][2] - 0.7 * y
+            total += (dx * in_w / 2) ** 2 + (dy * in_h / 2) ** 2
+    expected = math.sqrt(total / (out_h * out_w))
+    found = D.start_distance(theta, start, (in_h, in_w), (out_h, out_w), family)
+    assert found.item() == pytest.approx(expected, rel=1e-9)
+    identity = family.identity(1, dtype=torch.float64)[0]
+    torch.testing.assert_close(  # the TPS grid of its identity is exact to rounding only
+        D.start_distance(theta, identity, 40, (6, 8), family),
+        D.identity_distance(theta, 40, (6, 8), family),
+    )
+
+
+def test_a_transformer_that_never_leaves_its_initial_zoom_is_frozen():
+    model = models.create("stn", size="small")  # starts at a centred zoom, not the identity
+    st = model.transformers[0]
+    assert st.init_zoom != 1
+    (summary,) = D.summarize_model(model, torch.rand(4, 1, 40, 40)).values()
+    assert summary["start_distance_px_p90"] < 1e-5 < 1 < summary["identity_distance_px_p90"]
+    found = D.collapse(summary, "stn transformers.0", epoch=D.FROZEN_FROM_EPOCH)
+    assert list(found) == ["frozen"] and "frozen at its initial warp" in found["frozen"]
+    without_start = {k: v for k, v in summary.items() if not k.startswith("start_")}
+    assert D.collapse(without_start, "t", epoch=D.FROZEN_FROM_EPOCH) == {}  # older records

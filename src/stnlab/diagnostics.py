@@ -51,12 +51,14 @@ __all__ = [
     "find_transformers",
     "from_pixels",
     "identity_distance",
+    "initial_theta",
     "invert",
     "matrix_families",
     "measure",
     "measure_model",
     "outline",
     "outside_fraction",
+    "start_distance",
     "summarize",
     "summarize_model",
     "to_pixel_points",
@@ -74,8 +76,10 @@ AREA_RATIO_MIN = 0.02  # a side under a quarter of a digit's (~24 of 40 px): a s
 # Three quarters in padding, the same line as AREA_RATIO_MAX (a centred zoom-out crosses both
 # at once, area > 4 always puts > 75% outside), so a zoom-out is reported once, as zoomed out.
 OUTSIDE_MAX = 0.75
-FROZEN_DISTANCE_PX = 0.5  # 90% of the grids within half a pixel of the identity: no warp at all
-FROZEN_FROM_EPOCH = 3  # every transformer starts at the identity; judge "frozen" from here on
+# Frozen is judged against where a transformer starts (the identity or a centred zoom,
+# SpatialTransformer.init_zoom), so the default stn's 0.7 zoom can be caught frozen too.
+FROZEN_DISTANCE_PX = 0.5  # 90% of the grids within half a pixel of the start: no learnt warp
+FROZEN_FROM_EPOCH = 3  # every transformer starts still; judge "frozen" from here on
 REMEDIES = (
     "try a lower --loc-lr, a restart from the identity init, normalised inputs, or padding='border'"
 )
@@ -214,6 +218,12 @@ def centre_shift(theta: Tensor, in_size: T.Size, transform: str | T.Transform = 
     return centre * _half_size(in_size, theta)
 
 
+def _grid_distance(grid: Tensor, still: Tensor, in_size: T.Size) -> Tensor:
+    """RMS distance in input pixels between grids (N, P, 2) and a reference grid (P, 2)."""
+    moved = (grid - still) * _half_size(in_size, grid)
+    return moved.square().sum(-1).mean(1).sqrt()
+
+
 def identity_distance(
     theta: Tensor, in_size: T.Size, out_size: T.Size, transform: str | T.Transform = "affine"
 ) -> Tensor:
@@ -221,8 +231,29 @@ def identity_distance(
     h, w = T.as_size(out_size)
     grid = _family(transform, theta).grid(theta, (h, w)).reshape(-1, h * w, 2)  # (N, H'W', 2)
     still = T.target_grid((h, w), theta.device, theta.dtype)[:, :2]  # (H'W', 2)
-    moved = (grid - still) * _half_size(in_size, theta)
-    return moved.square().sum(-1).mean(1).sqrt()
+    return _grid_distance(grid, still, in_size)
+
+
+def start_distance(
+    theta: Tensor,
+    start: Tensor,
+    in_size: T.Size,
+    out_size: T.Size,
+    transform: str | T.Transform = "affine",
+) -> Tensor:
+    """RMS distance of each sampling grid from that of one θ ``start`` (P,), e.g. the
+    transformer's initial warp (:func:`initial_theta`), in input pixels, (N,)."""
+    h, w = T.as_size(out_size)
+    family = _family(transform, theta)
+    grid = family.grid(theta, (h, w)).reshape(-1, h * w, 2)  # (N, H'W', 2)
+    still = family.grid(start.to(theta)[None], (h, w)).reshape(h * w, 2)  # (H'W', 2)
+    return _grid_distance(grid, still, in_size)
+
+
+def initial_theta(transformer: SpatialTransformer) -> Tensor:
+    """The θ (P,) a transformer predicts for every input after :meth:`reset_theta`."""
+    device = transformer.regressor.bias.device
+    return transformer.transform.zoom(transformer.init_zoom, 1, device)[0]
 
 
 def decompose(theta: Tensor, transform: str | T.Transform = "affine") -> Decomposition:
@@ -329,12 +360,17 @@ def from_pixels(
 
 
 def measure(
-    theta: Tensor, in_size: T.Size, out_size: T.Size, transform: str | T.Transform = "affine"
+    theta: Tensor,
+    in_size: T.Size,
+    out_size: T.Size,
+    transform: str | T.Transform = "affine",
+    start: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Every per-sample figure of a batch θ, each (N,): the rows behind :func:`summarize`.
 
     Keys: ``area_ratio``, ``outside_fraction``, ``shift_x_px``, ``shift_y_px`` (the centre
-    shift), ``identity_distance_px``, and for matrix families ``scale_x``, ``scale_y``,
+    shift), ``identity_distance_px``, with a ``start`` θ (P,) ``start_distance_px``
+    (:func:`start_distance`), and for matrix families ``scale_x``, ``scale_y``,
     ``rotation_deg`` and ``shear``. Pixels are the input's (feature-map cells for a
     transformer between layers).
     """
@@ -347,6 +383,8 @@ def measure(
         "shift_y_px": shift[:, 1],
         "identity_distance_px": identity_distance(theta, in_size, out_size, family),
     }
+    if start is not None:
+        out["start_distance_px"] = start_distance(theta, start, in_size, out_size, family)
     if hasattr(family, "matrix"):
         parts = decompose(theta, family)
         out["scale_x"], out["scale_y"] = parts.scale_x, parts.scale_y
@@ -391,6 +429,11 @@ def _thetas(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
     return {name: _full(st.last_theta) for name, st in found.items() if st.last_theta is not None}
 
 
+def _measure_transformer(st: SpatialTransformer, theta: Tensor) -> dict[str, Tensor]:
+    """:func:`measure` of a transformer's θ, with its distance from the initial warp."""
+    return measure(theta, st.in_size, st.out_size, st.transform, start=initial_theta(st))
+
+
 def measure_model(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, dict]:
     """:func:`measure` for every transformer of a model on images x, per sample: {name: {figure:
     (N,)}}, in batches of ``batch_size`` images (eval mode; the model's mode is restored)."""
@@ -398,8 +441,7 @@ def measure_model(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[s
     transformers = find_transformers(model)
     for start in range(0, len(x), batch_size):
         for name, theta in _thetas(model, x[start : start + batch_size]).items():
-            st = transformers[name]
-            figures = measure(theta, st.in_size, st.out_size, st.transform)
+            figures = _measure_transformer(transformers[name], theta)
             for key, values in figures.items():
                 found.setdefault(name, {}).setdefault(key, []).append(values)
     return {name: {k: torch.cat(v) for k, v in figs.items()} for name, figs in found.items()}
@@ -413,10 +455,9 @@ def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
     """
     found = find_transformers(model)
     return {
-        name: summarize(measure(theta, found[name].in_size, found[name].out_size,
-                                found[name].transform))
+        name: summarize(_measure_transformer(found[name], theta))
         for name, theta in _thetas(model, x).items()
-    }  # fmt: skip
+    }
 
 
 def _full(theta: Tensor) -> Tensor:
@@ -438,7 +479,8 @@ def collapse(summary: Mapping[str, float], name: str, epoch: int | None = None) 
     ratio > AREA_RATIO_MAX), ``zoomed_in`` (< AREA_RATIO_MIN), ``off_image`` (median
     outside fraction > OUTSIDE_MAX, unless already reported as zoomed out, which implies
     it) and ``frozen`` (from epoch FROZEN_FROM_EPOCH on, 90% of the batch within
-    FROZEN_DISTANCE_PX of the identity; needs ``epoch``). Each text is one line naming the
+    FROZEN_DISTANCE_PX of the transformer's initial warp, or of the identity for a summary
+    without ``start_distance_px``; needs ``epoch``). Each text is one line naming the
     transformer (``name``, e.g. ``"stn transformers.0"``), the figure and the remedies.
     """
     found = {}
@@ -452,9 +494,11 @@ def collapse(summary: Mapping[str, float], name: str, epoch: int | None = None) 
     if outside > OUTSIDE_MAX and "zoomed_out" not in found:
         figure = f"median {outside:.0%} of the sampling points off the image (> {OUTSIDE_MAX:.0%})"
         found["off_image"] = _text(name, "off the image", figure)
-    distance = summary["identity_distance_px_p90"]
+    start = "start_distance_px_p90" in summary
+    distance = summary["start_distance_px_p90" if start else "identity_distance_px_p90"]
     if epoch is not None and epoch >= FROZEN_FROM_EPOCH and distance < FROZEN_DISTANCE_PX:
-        figure = f"90% of the grids within {distance:.2g} px of the identity at epoch {epoch}"
+        where = "its initial warp" if start else "the identity"
+        figure = f"90% of the grids within {distance:.2g} px of {where} at epoch {epoch}"
         remedies = "try a higher --loc-lr, or check that the localization net gets gradients"
-        found["frozen"] = _text(name, "frozen at the identity", figure, remedies)
+        found["frozen"] = _text(name, f"frozen at {where}", figure, remedies)
     return found

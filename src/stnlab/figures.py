@@ -146,6 +146,7 @@ class Sampled:
     outlines: list[np.ndarray]
     predictions: np.ndarray  # (N,)
     stage_titles: list[str] = field(default_factory=list)
+    captions: list[list[str]] = field(default_factory=list)  # per stage, per image: under it
 
 
 def _bare(ax) -> None:
@@ -213,6 +214,8 @@ def sampled(
                         fontsize=12,
                         weight="bold",
                     )
+            if stage is not None and d.captions:
+                ax.set_xlabel(d.captions[stage][i], fontsize=8)
             if j == 0 and row_titles:
                 ax.set_ylabel(row_titles[i], fontsize=10)
         title = "input + grid" if stage is None else d.stage_titles[stage]

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from stnlab import figures
-from stnlab.diagnostics import outline, to_pixel_points
+from stnlab.diagnostics import measure, outline, to_pixel_points
 
-__all__ = ["outlines", "sample_design"]
+__all__ = ["captions", "outlines", "sample_design"]
 
 _BORDER = 48  # points per side of a grid outline
 
@@ -42,9 +42,27 @@ def outlines(model: torch.nn.Module, thetas: Sequence[torch.Tensor], image_size)
     return found
 
 
+def captions(model: torch.nn.Module, thetas: Sequence[torch.Tensor]) -> list[list[str]]:
+    """Per transformer, per image: ``area 0.49, rotation +3°`` (the sampled area relative to
+    the transformer's input, and the rotation where the family has one)."""
+    found = []
+    for st, theta in zip(model.transformers, thetas, strict=True):
+        m = measure(theta.float(), st.in_size, st.out_size, st.transform)
+        area = m["area_ratio"].tolist()
+        rotation = m["rotation_deg"].tolist() if "rotation_deg" in m else None
+        found.append([
+            f"area {a:.2f}" + ("" if rotation is None else f", rotation {rotation[i]:+.0f}°")
+            for i, a in enumerate(area)
+        ])  # fmt: skip
+    return found
+
+
 @torch.no_grad()
-def sample_design(name: str, model: torch.nn.Module, x: torch.Tensor) -> figures.Sampled | None:
-    """Each transformer's output, grid outline and the prediction for images x (N, C, H, W).
+def sample_design(
+    name: str, model: torch.nn.Module, x: torch.Tensor, with_captions: bool = False
+) -> figures.Sampled | None:
+    """Each transformer's output, grid outline and the prediction for images x (N, C, H, W);
+    with ``with_captions``, each output's :func:`captions` too.
 
     ``None`` for a model without transformers (``cnn``).
     """
@@ -58,6 +76,8 @@ def sample_design(name: str, model: torch.nn.Module, x: torch.Tensor) -> figures
         + ("" if warped.shape[1] == 1 else f"\n(mean of {warped.shape[1]} maps)")
         for k, (warped, _) in enumerate(stages)
     ]
-    lines = outlines(model, [theta for _, theta in stages], x.shape[2:])
+    thetas = [theta for _, theta in stages]
+    lines = outlines(model, thetas, x.shape[2:])
     predictions = model(x).argmax(1).numpy()
-    return figures.Sampled(name, outputs, lines, predictions, titles)
+    texts = captions(model, thetas) if with_captions else []
+    return figures.Sampled(name, outputs, lines, predictions, titles, texts)

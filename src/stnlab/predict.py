@@ -79,7 +79,8 @@ def predict(model: nn.Module, images: Tensor) -> list[Prediction]:
 def show(
     model: nn.Module, images: Tensor, path: str | Path, names: list[str] | None = None
 ) -> Path:
-    """Save one row per image: the input with each sampling grid's outline, then each output.
+    """Save one row per image: the input with each sampling grid's outline, then each output
+    with that transformer's area ratio and rotation for the image under it.
 
     ``images`` is a (N, C, H, W) batch; ``names`` label the rows. Raises ConfigError for a
     model without a spatial transformer (``cnn``): there is nothing to show.
@@ -89,7 +90,7 @@ def show(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    design = sample_design(model.config.name, model, images)
+    design = sample_design(model.config.name, model, images, with_captions=True)
     if design is None:
         raise ConfigError(f"model {model.config.name!r} has no spatial transformer to show")
     inputs = images.float().mean(1).numpy()  # (N, H, W)

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--show",
         metavar="PATH",
         help="save a picture of what the transformer looked at: per image, the input with "
-        "the sampling grid's outline and the warped output",
+        "the sampling grid's outline and the warped output, with the sampled area relative "
+        "to the image and the rotation under it",
     )
     parser.add_argument(
         "--invert",
