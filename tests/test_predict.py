@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from PIL import Image
 
 from stnlab import cli, models
 from stnlab.errors import ConfigError, DataError
-from stnlab.predict import load_image, predict, show
+from stnlab.predict import load_image, picture, predict, show
 
 
 def _png(path, size=(50, 30), dark_on_light=False):
@@ -64,6 +66,33 @@ def test_show_draws_a_row_per_image(tmp_path, name):
     assert h3 > 2 * h1 * 0.8  # rows stack: three images make a much taller picture
     pixels = np.asarray(Image.open(three).convert("RGB"), dtype=np.int16)
     assert pixels.std() > 10  # not a blank canvas
+
+
+def _fixed_theta(model: models.Model, scale: float, degrees: float) -> models.Model:
+    """Every transformer predicts θ = scale · R(degrees) for every image (zero weights)."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    for st in model.transformers:
+        with torch.no_grad():
+            st.regressor.weight.zero_()
+            st.regressor.bias.copy_(
+                torch.tensor([scale * c, -scale * s, 0, scale * s, scale * c, 0])
+            )
+    return model
+
+
+def _captions(fig) -> list[str]:
+    return [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
+
+
+def test_show_writes_area_ratio_and_rotation_under_each_output():
+    model = _fixed_theta(models.create("stn", **SMALL), 0.5, 30)
+    fig = picture(model, torch.rand(3, 1, 24, 24), ["a", "b", "c"])
+    assert _captions(fig) == ["area 0.25, rotation +30°"] * 3  # 0.5² of the image, turned 30°
+    mstn = _fixed_theta(models.create("mstn", **SMALL), 0.8, -45)
+    assert _captions(picture(mstn, torch.rand(2, 1, 24, 24))) == ["area 0.64, rotation -45°"] * 4
+    tps = models.create("stn", **SMALL, transform="tps")  # no rotation in a TPS: area only
+    tps.transformers[0].reset_theta(0.5)
+    assert _captions(picture(tps, torch.rand(1, 1, 24, 24))) == ["area 0.25"]
 
 
 def test_show_refuses_a_model_without_transformer(tmp_path):

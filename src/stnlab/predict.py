@@ -15,7 +15,7 @@ from stnlab.config import INVERT
 from stnlab.errors import ConfigError, DataError
 from stnlab.introspect import sample_design
 
-__all__ = ["Prediction", "load_image", "predict", "show"]
+__all__ = ["Prediction", "load_image", "picture", "predict", "show"]
 
 
 @dataclass(frozen=True)
@@ -76,27 +76,27 @@ def predict(model: nn.Module, images: Tensor) -> list[Prediction]:
     return [Prediction(int(k), float(p)) for k, p in zip(label, conf, strict=True)]
 
 
-def show(
-    model: nn.Module, images: Tensor, path: str | Path, names: list[str] | None = None
-) -> Path:
-    """Save one row per image: the input with each sampling grid's outline, then each output
-    with that transformer's area ratio and rotation for the image under it.
+def picture(model: nn.Module, images: Tensor, names: list[str] | None = None):
+    """The figure that :func:`show` saves (a matplotlib Figure): one row per image of the
+    (N, C, H, W) batch, named by ``names``; each transformer's output carries that image's
+    area ratio and rotation (:func:`stnlab.introspect.captions`) under it.
 
-    ``images`` is a (N, C, H, W) batch; ``names`` label the rows. Raises ConfigError for a
-    model without a spatial transformer (``cnn``): there is nothing to show.
+    Raises ConfigError for a model without a spatial transformer (``cnn``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     design = sample_design(model.config.name, model, images, with_captions=True)
     if design is None:
         raise ConfigError(f"model {model.config.name!r} has no spatial transformer to show")
     inputs = images.float().mean(1).numpy()  # (N, H, W)
-    fig = figures.sampled(inputs, None, [design], row_titles=names)
+    return figures.sampled(inputs, None, [design], row_titles=names)
+
+
+def show(
+    model: nn.Module, images: Tensor, path: str | Path, names: list[str] | None = None
+) -> Path:
+    """Save :func:`picture` to ``path`` (PNG): per image, the input with each sampling
+    grid's outline, then each output with its area ratio and rotation under it."""
+    fig = picture(model, images, names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
