@@ -71,7 +71,8 @@ CHANGES = {
               "device": "cpu", "amp": True, "compile": True, "threads": 1, "theta_images": 10,
               "stop_on_collapse": True, "tensorboard": "tb"},
     "data": {"path": "x.npz", "variant": "60x60", "source": "mnist", "seed": 3,
-             "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache"},
+             "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache",
+             "published": "cluttered-40x40"},
 }  # fmt: skip
 HOW_NOT_WHAT = {"train.eval_every", "train.eval_at", "train.device", "train.amp",
                 "train.compile", "train.threads", "train.theta_images", "train.stop_on_collapse",
