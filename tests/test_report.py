@@ -19,9 +19,10 @@ from stnlab.rundir import Predictions
 EPOCHS = (1, 2, 3)
 
 
-def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small"):
+def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small", theta=True):
     """A run folder as training leaves it (through RunDir), with made-up metrics and
-    predictions, and the θ records of its (untrained) model."""
+    predictions, and the θ records of its (untrained) model unless ``theta`` is off (as an
+    older stnlab left it)."""
     run = folder.run(name)
     torch.manual_seed(seed)
     m = models.create(model, size=size)
@@ -29,7 +30,7 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small")
     run.write_config(RunConfig(model=m.config))
     run.save_weights(m)
     run.start_metrics()
-    probe = monitor.ThetaProbe.of(m, data.x_valid, 10, model)
+    probe = monitor.ThetaProbe.of(m, data.x_valid, 10 if theta else 0, model)
     for e in EPOCHS:
         run.append({"event": "train", "epoch": e, "loss": 2.0 / e, "accuracy": 0.3 * e,
                     "lr": 1e-3, "seconds": 1.0})  # fmt: skip
@@ -49,7 +50,7 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small")
     return run
 
 
-def _fake_experiment(out, designs, seeds):
+def _fake_experiment(out, designs, seeds, theta=True):
     folder = ExperimentDir(out)
     data = make_dataset(sizes=(20, 10, 30))
     save(data, folder.data_file)
@@ -60,7 +61,7 @@ def _fake_experiment(out, designs, seeds):
     for model in designs:
         for seed in seeds:
             name = f"{model}-s{seed}"
-            evs = _fake_run(folder, name, model, seed, data, rng).evaluations()
+            evs = _fake_run(folder, name, model, seed, data, rng, theta=theta).evaluations()
             for e in EPOCHS:
                 rows.append(
                     {
@@ -105,6 +106,27 @@ def test_report_of_every_design(tmp_path):
     assert "95% interval" in page and "stn − cnn" in page and "mstn − stn" in page
     lead = re.search(r'<p class="lead">(.*?)</p>', page).group(1)
     assert "After 3 epochs" in lead and ("within noise" in lead or "significant" in lead)
+
+
+def test_theta_curves_are_the_runs_records(tmp_path):
+    _fake_experiment(tmp_path, ("stn", "mstn"), seeds=(0, 1))
+    runs = [ExperimentDir(tmp_path).run(f"mstn-s{seed}") for seed in (0, 1)]
+    epochs, area, outside = report._theta_curves(runs)
+    assert list(epochs) == list(EPOCHS) and area.shape == outside.shape == (2, 2, len(EPOCHS))
+    for r, run in enumerate(runs):
+        for record in (x for x in run.records() if x["event"] == monitor.EVENT):
+            t, e = int(record["transformer"][-1]), EPOCHS.index(record["epoch"])
+            assert area[t, r, e] == record["area_ratio_median"]
+            assert outside[t, r, e] == record["outside_fraction_median"]
+    assert area[0, 0, 0] == pytest.approx(0.49) and area[1, 0, 0] == 1  # the untrained starts
+
+
+def test_report_of_runs_without_theta_records(tmp_path):
+    _fake_experiment(tmp_path, ("cnn", "stn"), seeds=(0,), theta=False)  # an older stnlab's
+    page = report.write_report(tmp_path).read_text()
+    assert "What the transformers learned" in page and "No run recorded θ statistics" in page
+    assert not (tmp_path / "figures" / "theta_curves.png").exists()
+    assert (tmp_path / "figures" / "theta_distribution.png").stat().st_size > 5_000
 
 
 def _rewrite_predictions(folder: ExperimentDir, run: str, predictions) -> None:
