@@ -151,8 +151,9 @@ def test_smoke_report_has_every_figure(smoke):
     page = ExperimentDir(out).file("report.html").read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(FIGURES) and all(len(i) > 5_000 for i in images)
-    for name in FIGURES:
+    for name in FIGURES:  # the θ figures of "What the transformers learned" included
         assert (out / "figures" / f"{name}.png").stat().st_size > 5_000
+    assert "What the transformers learned" in page
     assert 'src="http' not in page and "<script" not in page  # self-contained
 
 

@@ -14,8 +14,9 @@ Example:
     >>> from stnlab import models
     >>> model = models.create("stn", size="small")
     >>> probe = ThetaProbe.of(model, torch.rand(10, 1, 40, 40), 10)
-    >>> [(r["transformer"], r["area_ratio_median"], r["collapse"]) for r in probe.records(model, 1)]
-    [('transformers.0', 1.0, [])]
+    >>> [(r["transformer"], round(r["area_ratio_median"], 2), r["collapse"])
+    ...  for r in probe.records(model, 1)]  # an stn starts at a centred 0.7 zoom
+    [('transformers.0', 0.49, [])]
 """
 
 from __future__ import annotations

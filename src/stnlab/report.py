@@ -294,7 +294,7 @@ def _theta_section(page: _Page, found: _Inputs) -> None:
         )
     else:
         page.html("<p>No run recorded θ statistics (trained with <code>theta_images = 0"
-                  "</code> or by an older stnlab).</p>")  # fmt: skip
+                  "</code>, by an older stnlab, or without transformers).</p>")  # fmt: skip
     if found.data is None:
         page.html("<p>The data file is missing, so θ on the test set cannot be shown.</p>")
         return
