@@ -67,10 +67,12 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- collapse limits
 # The failure modes that STN users report (issue 10): zooming out until the digit is a speck,
-# sliding off into the padding, zooming in on a speck, or never moving. A healthy default stn
-# on 40×40 data (measured: 95% valid. accuracy, epochs 1-12) stays at area 0.98-1.02 with 1-5%
-# of its points off the image (90th percentile under 20%) and its grids 2-6 px from the
-# identity at the 90th percentile, so these limits sit far from healthy training.
+# sliding off into the padding, zooming in on a speck, or never moving. Healthy default models
+# on 40×40 full-MNIST data (measured over 30 epochs, seed 0, 97.5-97.9% test accuracy): stn's
+# transformer starts at area 0.49 (the 0.7 zoom) and stays at a median 0.56-0.57 with under 1%
+# of its points off the image at the 90th percentile; mstn's second, on 20×20 feature maps,
+# stays near area 1 with 5-9% of its points off the map (90th percentile 20-24%), and every
+# grid moves 3-7 px from its start at the 90th percentile: the limits sit far from all this.
 AREA_RATIO_MAX = 4.0  # a centred 2× zoom-out: only a quarter of the output shows the image
 AREA_RATIO_MIN = 0.02  # a side under a quarter of a digit's (~24 of 40 px): a stroke, not a digit
 # Three quarters in padding, the same line as AREA_RATIO_MAX (a centred zoom-out crosses both
