@@ -96,3 +96,12 @@ def test_lazy_public_names():
     assert SpatialTransformer is Direct and callable(sample) and "affine" in transforms.names()
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = stnlab.nope
+
+
+def test_output_into_a_closed_pipe_is_no_error():
+    """``stnlab ... | head -1``: a reader that stops early gets no traceback, and exit 0."""
+    cmd = [sys.executable, "-m", "stnlab", "experiment", "--preset", "seed", "--dry-run"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and err == ""

@@ -68,6 +68,19 @@ def test_example_config_mirrors_the_seed_preset():
     assert ex.load_config(ROOT / "examples" / "seed.toml").to_dict() == ex.preset("seed").to_dict()
 
 
+def test_results_config_is_the_seed_study_on_generated_full_mnist():
+    c = ex.load_config(ROOT / "examples" / "full_mnist.toml")
+    seed = ex.preset("seed")
+    assert c.data.file() is None and (c.data.source, c.data.seed) == ("mnist", 0)
+    assert (c.train, c.model, c.models, c.seeds) == (
+        seed.train,
+        seed.model,
+        seed.models,
+        seed.seeds,
+    )
+    assert c.budgets == (10, 20, 30)
+
+
 def test_config_file_can_start_from_a_preset(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('preset = "smoke"\nbudgets = [3]\n[train]\nlr = 0.01\n')
