@@ -34,6 +34,7 @@ __all__ = [
     "PLACEMENTS",
     "REPORT_SAMPLES",
     "SCHEDULES",
+    "SHARED_FS",
     "SIZES",
     "SOURCES",
     "SPLITS",
@@ -60,6 +61,7 @@ SOURCES: tuple[str, ...] = ("embedded", "mnist")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 DEFAULT_SIZES: tuple[int, int, int] = (10_000, 1_000, 1_000)
 PLACEMENTS: tuple[str, ...] = ("published", "uniform", "center")
+SHARED_FS: tuple[str, ...] = ("auto", "yes", "no")  # whether cluster workers see the folder
 
 # The named Cluttered/distorted MNIST layouts: fields of stnlab.data.cluttered.Variant.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -287,9 +289,14 @@ class TrainConfig(Config):
                               "on CPU")  # fmt: skip
     compile: bool = option(False, "torch.compile the model (pays off for long runs)")
     threads: int | None = option(None, "CPU threads of this process (default: torch's)")
+    checkpoint_every: float = option(60.0, "seconds between checkpoints; one is also written "
+                                     "after each of eval_at's epochs and the last (0: after "
+                                     "every epoch)")  # fmt: skip
 
     def check(self) -> None:
         self.positive("epochs", "batch_size", "lr", "loc_lr", "threads")
+        self.require(self.checkpoint_every >= 0, "checkpoint_every",
+                     f"must be 0 or positive, got {self.checkpoint_every:g}")  # fmt: skip
         self.require(self.weight_decay >= 0, "weight_decay",
                      f"must be non-negative, got {self.weight_decay}")  # fmt: skip
         self.require(0 <= self.label_smoothing < 1, "label_smoothing",
@@ -373,6 +380,13 @@ class ExperimentConfig(Config):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: str | None = option(None, "train the runs on a Dask cluster: local:N (N workers on "
+                                 "this machine) or tcp://HOST:PORT (a running scheduler); "
+                                 "needs stnlab[cluster]")  # fmt: skip
+    shared_fs: str = option("auto", "whether the cluster's workers write run folders in place "
+                            "(auto: when they see this folder) or send them back (no)",
+                            choices=SHARED_FS, noun="setting")  # fmt: skip
+    runs_per_gpu: int = option(1, "runs trained at once on each GPU (CUDA only)")
 
     def check(self) -> None:
         self.require(bool(self.models), "models", "must name at least one model")
@@ -386,11 +400,23 @@ class ExperimentConfig(Config):
         self.require(min(self.seeds) >= 0, "seeds", f"must be non-negative, got {self.seeds}")
         self.require(len(set(self.seeds)) == len(self.seeds), "seeds",
                      f"repeat: {list(self.seeds)}")  # fmt: skip
-        self.positive("workers")
+        self.positive("workers", "runs_per_gpu")
+        self.check_cluster()
         path = self.data.path
         self.require(path is None or Path(path).is_file(), "data.path", f"{path!r} does not exist")
         if path is None:
             self.check_train_size(self.data.sizes[0])
+
+    def check_cluster(self) -> None:
+        """Refuse a ``cluster`` address of no known form (see stnlab.cluster.parse_address)."""
+        if self.cluster is None:
+            return
+        from stnlab.cluster.client import parse_address  # imports no Dask
+
+        try:
+            parse_address(self.cluster)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "cluster") from None  # "cluster 'x': ..."
 
     def check_train_size(self, n: int) -> None:
         """Reject a training split too small for a batch, or not ``iterations`` batches long."""

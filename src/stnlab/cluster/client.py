@@ -56,7 +56,8 @@ def parse_address(address: str) -> tuple[str, Any]:
             raise ClusterError(f"cluster {address!r}: no such scheduler file")
         return "file", address
     raise ClusterError(
-        f"unknown cluster {address!r}; use local:N, tcp://HOST:PORT or a scheduler file (.json)"
+        f"cluster {address!r}: unknown form; use local:N, tcp://HOST:PORT or a scheduler file "
+        "(.json)"
     )
 
 
