@@ -59,14 +59,17 @@ class Failure:
 
     name: str
     message: str
-    traceback: str | None = None  # None for a UserError (bad input, a diverged loss)
+    traceback: str | None = None  # None for a user error or a numeric failure
 
     @classmethod
     def of(cls, name: str, error: BaseException, tb: str | None) -> Failure:
+        """A UserError is its message; a numeric failure (an ArithmeticError, such as the
+        layer's non-finite θ) is named by its type; anything else is a bug: with traceback."""
         if isinstance(error, UserError):
             return cls(name, str(error))
         first = (str(error).strip().splitlines() or [""])[0]
-        return cls(name, f"{type(error).__name__}: {first}".rstrip(": "), tb)
+        message = f"{type(error).__name__}: {first}".rstrip(": ")
+        return cls(name, message, None if isinstance(error, ArithmeticError) else tb)
 
 
 class Reporter:
@@ -93,6 +96,11 @@ class Reporter:
             self.epochs[name] = record["epoch"]
             self.bar.update(sum(self.epochs.values()) - self.bar.n)
 
+    def note(self, line: str) -> None:
+        """Log a line under the bar."""
+        self.bar.clear()
+        self.log(line)
+
     def done(self, name: str, summary: Summary) -> None:
         self.bar.clear()
         self.on_done(name, summary)
@@ -101,8 +109,7 @@ class Reporter:
         """Report a run's own error once; the other runs go on."""
         failure = Failure.of(name, error, tb)
         self.failures.append(failure)
-        self.bar.clear()
-        self.log(f"failed {name}: {failure.message}")
+        self.note(f"failed {name}: {failure.message}")
 
     def close(self) -> None:
         self.bar.close()
@@ -290,7 +297,7 @@ def train_on_cluster(
         device, resources = cluster_device(client, tasks[0].run.train.device)
         where = {True: "written in place", False: "sent back"}
         found = cluster.detect_shared(client, workdir) if shared is None else shared
-        reporter.log(f"Dask cluster {address}: {cluster.cluster_threads(client)} worker threads "
+        reporter.note(f"Dask cluster {address}: {cluster.cluster_threads(client)} worker threads "
                      f"now, runs on {device}, run folders "
                      f"{where.get(found, 'written in place where workers see them')}")  # fmt: skip
         jobs = [cluster.ClusterJob(t.name, t.out_dir, {"run": _on(t.run, device)}) for t in tasks]

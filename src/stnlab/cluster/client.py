@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import queue
 import time
@@ -61,6 +62,24 @@ def parse_address(address: str) -> tuple[str, Any]:
     )
 
 
+class _SlowExit(logging.Filter):
+    """Drops the nanny's warning that a worker took over 4 s to exit (it is then killed):
+    a worker that imported torch often does on a busy machine, at the end of ``local:N``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "still alive after" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_stop() -> Iterator[None]:
+    logger, only = logging.getLogger("distributed.nanny"), _SlowExit()
+    logger.addFilter(only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only)
+
+
 @contextmanager
 def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
     """A ``dask.distributed.Client`` for ``address`` (see :func:`parse_address`), closed after.
@@ -75,6 +94,7 @@ def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
     dist = distributed()
     if kind == "local":
         with (
+            _quiet_stop(),
             dist.LocalCluster(n_workers=where, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster,
             dist.Client(cluster) as client,
