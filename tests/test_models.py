@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import SMALL, perturb, saved_run
 
 from stnlab import models
@@ -55,12 +56,34 @@ def test_localization_gets_gradient_after_one_step_from_identity():
 @pytest.mark.parametrize("name", ["stn", "mstn", "icstn"])
 @pytest.mark.parametrize("transform", ["affine", "projective", "attention"])
 def test_transformers_start_as_identity(name, transform):
-    model = models.create(name, transform=transform, **SMALL).eval()
+    model = models.create(name, transform=transform, **{**SMALL, "loc_zoom": 1.0}).eval()
     x = torch.rand(2, 1, 24, 24)
     (warped, theta), *_ = model.transform(x)
     identity = model.transformers[0].transform.identity(2)
     torch.testing.assert_close(theta, identity)
     torch.testing.assert_close(warped, x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["stn", "mstn", "icstn"])
+def test_the_first_transformer_starts_zoomed_in_by_loc_zoom(name):
+    model = models.create(name, **{**SMALL, "loc_zoom": 0.5}).eval()
+    x = torch.rand(2, 1, 24, 24)
+    stages = model.transform(x)
+    a = torch.tensor([[0.5, 0, 0, 0, 0.5, 0]]).expand(2, 6)  # the paper's A_θ of a 2× zoom
+    torch.testing.assert_close(stages[0][1], a)
+    central = F.grid_sample(x, F.affine_grid(a.reshape(2, 2, 3), (2, 1, 24, 24),
+                                             align_corners=False), align_corners=False)  # fmt: skip
+    torch.testing.assert_close(stages[0][0], central, atol=1e-5, rtol=0)
+    for st, (_, theta) in zip(model.transformers[1:], stages[1:], strict=True):
+        if name == "icstn":  # later steps compose an identity update with the first zoom
+            torch.testing.assert_close(theta, a)
+        else:  # mstn's second transformer warps feature maps, from the identity
+            torch.testing.assert_close(theta, st.transform.identity(2))
+
+
+def test_default_sizes_zoom_and_the_published_one_does_not():
+    assert models.create("stn").transformers[0].init_zoom == 0.7
+    assert models.create("stn", size="tf-example").transformers[0].init_zoom == 1.0
 
 
 @pytest.mark.parametrize("name", models.names())

@@ -82,7 +82,8 @@ def test_report_of_every_design(tmp_path):
     _fake_experiment(tmp_path, ("cnn", "stn", "mstn"), seeds=(0, 1))
     path = report.write_report(tmp_path, samples=4)
     page = path.read_text()
-    names = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
+    names = report.FIGURES
+    assert "differences" in names
     for name in names:
         png = tmp_path / "figures" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 5_000, name
@@ -97,6 +98,45 @@ def test_report_of_every_design(tmp_path):
     ):
         assert heading in page
     assert "<table>" in page and "mstn" in page
+    assert "95% interval" in page and "stn − cnn" in page and "mstn − stn" in page
+    lead = re.search(r'<p class="lead">(.*?)</p>', page).group(1)
+    assert "After 3 epochs" in lead and ("within noise" in lead or "significant" in lead)
+
+
+def _rewrite_predictions(folder: ExperimentDir, run: str, predictions) -> None:
+    """Replace a run's test predictions at every epoch, keeping its labels."""
+    old = folder.run(run).predictions()
+    folder.run(run).write_predictions(Predictions(
+        labels=old.labels, epochs=old.epochs, predictions=predictions(old),
+        confidence=old.confidence,
+    ))  # fmt: skip
+
+
+def test_significance_calls_a_real_difference_and_not_noise(tmp_path):
+    rows = _fake_experiment(tmp_path, ("cnn", "stn"), seeds=(0, 1))
+    folder = ExperimentDir(tmp_path)
+    for seed in (0, 1):  # stn always right; cnn is wrong on ~30% (the fake runs)
+        _rewrite_predictions(folder, f"stn-s{seed}", lambda p: np.tile(p.labels, (3, 1)))
+    comparisons = results.compare(folder, rows)
+    assert sorted(comparisons) == list(EPOCHS)
+    for e in EPOCHS:
+        d = comparisons[e][("stn", "cnn")]
+        cnn_right = np.mean([
+            (folder.run(f"cnn-s{s}").predictions().at(e)[0] == d_labels).mean()
+            for s in (0, 1) for d_labels in [folder.run("cnn-s0").predictions().labels]
+        ])  # fmt: skip
+        assert d.called and d.low > 0
+        assert d.mean == pytest.approx(1 - cnn_right)
+    text = results.summary_markdown(rows, "t", comparisons=comparisons)
+    assert "## Are the differences real?" in text and "significant" in text
+
+    for seed in (0, 1):  # stn predicts exactly what cnn does: no difference to call
+        twin = folder.run(f"cnn-s{seed}").predictions().predictions
+        _rewrite_predictions(folder, f"stn-s{seed}", lambda p, twin=twin: twin)
+    comparisons = results.compare(folder, rows)
+    assert not any(d.called for by in comparisons.values() for d in by.values())
+    text = results.summary_markdown(rows, "t", comparisons=comparisons)
+    assert "every difference within noise" in text and "| significant |" not in text
 
 
 def test_report_without_transformers_and_one_seed(tmp_path):
@@ -145,7 +185,7 @@ def test_final_runs_picks_longest_run_per_seed():
 
 
 def test_outlines_identity_is_the_image_border():
-    m = models.create("mstn", size="small").eval()
+    m = models.create("mstn", size="small", loc_zoom=1.0).eval()
     x = torch.rand(2, 1, 40, 40)
     thetas = [theta for _, theta in m.transform(x)]  # identity at initialisation
     first, second = introspect.outlines(m, thetas, (40, 40))

@@ -65,8 +65,9 @@ def test_help_comes_from_the_config_fields(capsys):
 def test_train_with_amp_on_cpu(capsys, tmp_path, data_file):
     out = tmp_path / "run"
     argv = ["train", "--data", str(data_file), "--epochs", "1", "--out", str(out), "--amp"]
-    assert cli.main([*argv, *FAST]) == 0
+    assert cli.main([*argv, *FAST, "--model", "stn"]) == 0  # the last --model wins
     assert RunDir(out).run_config().train.amp is True
+    assert RunDir(out).summary()["model"] == "stn"
 
 
 def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):

@@ -201,13 +201,14 @@ def test_training_learns(tiny_data):
     assert res.out_dir is None
 
 
-def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(tiny_data):
+@pytest.mark.parametrize("model", ["cnn", "stn", "mstn", "icstn"])
+def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(tiny_data, model):
     # The same run in float32 and under bfloat16 autocast: close, not equal (8-bit mantissa).
-    # stn, mstn and icstn under autocast wait for the layer fix (issue 12); cnn runs now.
     losses = {}
     for amp in (False, True):
         seen: list[dict] = []
-        train(run_config(epochs=1, amp=amp), tiny_data, progress=False, on_record=[seen.append])
+        cfg = run_config(model, epochs=1, amp=amp)
+        train(cfg, tiny_data, progress=False, on_record=[seen.append])
         losses[amp] = seen[0]["loss"]
     assert losses[True] != losses[False]
     assert losses[True] == pytest.approx(losses[False], rel=0.02)

@@ -418,3 +418,15 @@ def test_probe_output_turns_a_runtime_error_into_a_clear_value_error():
         probe_output(net, (1, 1, 4, 4))
     with pytest.raises(ValueError, match=r"input of shape \(1, 3, 9, 9\) is too small or wrong"):
         probe_output(net, (1, 3, 9, 9))  # wrong channel count
+
+
+def test_init_zoom_starts_as_a_centred_zoom_and_is_checked():
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    stn = SpatialTransformer(1, 12, init_zoom=0.5).double()
+    a = torch.tensor([[0.5, 0, 0], [0, 0.5, 0]], dtype=torch.float64).expand(2, 2, 3)
+    grid = F.affine_grid(a, (2, 1, 12, 12), align_corners=False)
+    torch.testing.assert_close(stn(x), F.grid_sample(x, grid, align_corners=False))
+    stn.reset_identity()
+    torch.testing.assert_close(stn(x), x)
+    with pytest.raises(ValueError, match="init_zoom must be positive"):
+        SpatialTransformer(1, 12, init_zoom=0)

@@ -107,6 +107,13 @@ def test_identity_grid_is_pixel_centres(family, out_size):
     torch.testing.assert_close(grid, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [0.5, 0.7, 1.25])
+def test_zoom_grid_is_scaled_pixel_centres(family, scale):
+    grid = family.grid(family.zoom(scale, 2, dtype=torch.float64), (5, 8))
+    expected = scale * centres((5, 8)).expand(2, -1, -1, -1)  # source = scale × target
+    torch.testing.assert_close(grid, expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_identity_reproduces_input(family, dtype):
     torch.manual_seed(0)

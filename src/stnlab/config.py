@@ -125,12 +125,18 @@ class Widths(Config):
     loc_hidden: int = option(64, "width of the localization's feature vector")
     loc_pool: int = option(2, "max-pool factor applied to the image before its localization")
     loc_norm: bool = option(False, "BatchNorm in the localization convs too")
+    # Chosen on validation accuracy (full-MNIST 40×40, default size, 30 epochs, seed 0):
+    # started at the identity, the stn never learns to zoom (the classifier co-adapts to
+    # the scale it first sees); started at 0.7 it keeps the zoom, follows the digit and
+    # gains ~1 point (97.3 vs 96.2% valid; 0.6: 97.4%). README "Results" has the numbers.
+    loc_zoom: float = option(0.7, "the image transformer starts as a centred zoom on this "
+                             "part of each side (1: the identity)")  # fmt: skip
 
     def check(self) -> None:
         self.require(len(self.conv) >= 2, "conv", "needs at least two blocks (mstn places a "
                      f"transformer between), got {list(self.conv)}")  # fmt: skip
         self.require(min(self.conv) >= 1, "conv", f"needs positive widths, got {list(self.conv)}")
-        self.positive("kernel", "stride", "pool", "hidden", "loc_hidden", "loc_pool")
+        self.positive("kernel", "stride", "pool", "hidden", "loc_hidden", "loc_pool", "loc_zoom")
         self.require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
@@ -146,7 +152,7 @@ SIZES: dict[str, Widths] = {
     # → dropout → FC 20→6; conv 3×3×16 /2, conv 3×3×16 /2, FC 1600→1024, dropout, FC →10.
     "tf-example": Widths(
         conv=(16, 16), kernel=3, stride=2, pool=1, norm=False, hidden=1024, dropout=0.2,
-        loc_conv=(), loc_hidden=20, loc_pool=1,
+        loc_conv=(), loc_hidden=20, loc_pool=1, loc_zoom=1.0,
     ),
 }  # fmt: skip
 
@@ -271,7 +277,10 @@ class TrainConfig(Config):
     lr: float = option(1e-3, "Adam's learning rate", decides=True)
     loc_lr: float | None = option(None, "learning rate of the localization networks "
                                   "(default: --lr)", decides=True)  # fmt: skip
-    weight_decay: float = option(0.0, "Adam's L2 penalty", decides=True)
+    # Chosen on validation accuracy (full-MNIST 40×40, default size, 30 epochs, seed 0):
+    # with the zoomed stn, 0 / 1e-4 / 5e-4 / 1e-3 / 2e-3 gave 97.3 / 97.3 / 97.9 / 97.4 /
+    # 96.8% valid; the cnn was unchanged by 5e-4 (96.3 vs 96.3%).
+    weight_decay: float = option(5e-4, "Adam's L2 penalty", decides=True)
     label_smoothing: float = option(0.0, "mix each target with the uniform distribution by "
                                     "this much (0: plain cross-entropy)", decides=True)  # fmt: skip
     schedule: str = option("constant", "how the learning rate changes over the run: cosine "

@@ -19,6 +19,7 @@ __all__ = [
     "comparison",
     "confusions",
     "curves",
+    "differences",
     "hardest",
     "per_class_error",
     "sampled",
@@ -73,6 +74,34 @@ def comparison(
     for ax in (left, right):
         ax.grid(alpha=0.3)
     left.legend(loc="lower right")
+    return fig
+
+
+def differences(
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> Figure:
+    """The difference in test accuracy of each pair of designs per budget, with its interval.
+
+    Args:
+        pairs: "stn − cnn" -> (budgets (B,), mean difference, interval low, interval high),
+            in points. A filled marker is a difference whose interval excludes 0 (called);
+            a hollow one is within noise.
+    """
+    fig, ax = _subplots(1, 1, figsize=(11, 3.6), layout="constrained")
+    ax.axhline(0, color="#444", lw=1, ls="--")
+    width = max(1, len(pairs))
+    for i, (name, (budgets, mean, low, high)) in enumerate(pairs.items()):
+        color = _COLORS[i % len(_COLORS)]
+        step = np.min(np.diff(budgets)) if len(budgets) > 1 else 1.0
+        x = budgets + (i - (width - 1) / 2) * 0.12 * step  # side by side, not on top
+        called = (low > 0) | (high < 0)
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], fmt="none", ecolor=color, capsize=3)
+        ax.plot(x[called], mean[called], "o", color=color, label=name)
+        ax.plot(x[~called], mean[~called], "o", mfc="white", color=color)
+    ax.set(xlabel="training epochs (budget)", ylabel="difference (points)")
+    ax.set_title("Differences in test accuracy with 95% intervals (hollow: within noise)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
     return fig
 
 

@@ -10,6 +10,7 @@ classifier part has the same size in every design of a given size preset:
     icstn  image ─ STN ─ STN (θ = θ1 ∘ Δ, one warp of the image) ─ blocks ─ head ─ digit
 
 Example:
+    >>> import torch
     >>> from stnlab import models
     >>> m = models.create("stn", size="tf-example")
     >>> m(torch.rand(2, 1, 40, 40)).shape
@@ -22,13 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from stnlab import transforms as T
 from stnlab.config import MODELS, SIZES, ModelConfig, Widths
 from stnlab.errors import ConfigError
-from stnlab.transformer import SpatialTransformer
+from stnlab.transformer import SpatialTransformer, probe_output
 
 __all__ = [
     "Model",
@@ -64,16 +64,7 @@ def _conv_block(
 
 def _out_size(module: nn.Module, channels: int, size: tuple[int, int]) -> tuple[int, ...]:
     """Shape (C, H, W) of ``module``'s output for one input of (channels, *size)."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = module(torch.zeros(1, channels, *size))
-    except RuntimeError as exc:
-        raise ValueError(f"input size {size} is too small for this model's layers") from exc
-    finally:
-        module.train(was_training)
-    return tuple(out.shape[1:])
+    return tuple(probe_output(module, (1, channels, *size))[1:])
 
 
 def localization(in_channels: int, in_size: tuple[int, int], w: Widths, pool: int) -> nn.Module:
@@ -144,12 +135,17 @@ class Model(nn.Module):
         self.classifier = Classifier(config.in_channels, self.in_size, config.num_classes,
                                      self.widths)  # fmt: skip
 
-    def _image_transformer(self) -> SpatialTransformer:
-        """A transformer that warps the input image to its own size."""
+    def _image_transformer(self, first: bool = True) -> SpatialTransformer:
+        """A transformer that warps the input image to its own size.
+
+        The first one starts zoomed in by ``loc_zoom``; later ones (IC-STN's updates)
+        start at the identity, since their warps compose with the first.
+        """
         c = self.config.in_channels
         loc = localization(c, self.in_size, self.widths, self.widths.loc_pool)
+        zoom = self.widths.loc_zoom if first else 1.0
         return SpatialTransformer(
-            c, self.in_size, transform=self.config.transform, localization=loc
+            c, self.in_size, transform=self.config.transform, localization=loc, init_zoom=zoom
         )
 
     def blocks_done(self) -> int:
@@ -234,8 +230,8 @@ class ICSTN(Model):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        for _ in range(config.steps):
-            self.transformers.append(self._image_transformer())
+        for k in range(config.steps):
+            self.transformers.append(self._image_transformer(first=k == 0))
         if not hasattr(self.transformers[0].transform, "compose"):
             matrix = [n for n in T.names() if hasattr(T.get(n), "compose")]
             raise ConfigError(

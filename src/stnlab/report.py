@@ -35,7 +35,8 @@ from stnlab.rundir import RunDir
 
 __all__ = ["FIGURES", "final_runs", "write_report"]
 
-FIGURES = ("comparison", "stn_samples", "hardest", "per_class_error", "confusion", "curves")
+FIGURES = ("comparison", "differences", "stn_samples", "hardest", "per_class_error",
+           "confusion", "curves")  # fmt: skip
 
 
 def final_runs(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -103,6 +104,26 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return _table(header, body, bold)
 
 
+def _differences(comparisons: results.Comparisons):
+    """The differences figure's input: per pair, budgets and the mean and interval in points."""
+    budgets = sorted(comparisons)
+    pairs = {}
+    for a, b in comparisons[budgets[0]]:
+        ds = [comparisons[e][(a, b)] for e in budgets]
+        values = [100 * np.array([getattr(d, k) for d in ds]) for k in ("mean", "low", "high")]
+        pairs[f"{a} − {b}"] = (np.array(budgets, dtype=float), *values)
+    return figures.differences(pairs)
+
+
+def _significance_table(comparisons: results.Comparisons) -> str:
+    body = [
+        [str(e), f"{a} − {b}", f"{100 * d.mean:+.2f}", f"[{100 * d.low:.2f}, {100 * d.high:.2f}]",
+         f"{d.runs[0]} vs {d.runs[1]}", "significant" if d.called else "within noise"]
+        for e in sorted(comparisons) for (a, b), d in comparisons[e].items()
+    ]  # fmt: skip
+    return _table(["epochs", "difference", "points", "95% interval", "runs", "verdict"], body)
+
+
 def _comparison(rows: Sequence[dict[str, Any]]):
     accuracy, seconds = {}, {}
     for m in dict.fromkeys(r["model"] for r in rows):
@@ -163,6 +184,7 @@ class _Inputs:
     runs: dict[str, list[RunDir]]  # design -> its final runs, in seed order
     history: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
     predictions: dict[str, dict[str, np.ndarray]]
+    comparisons: results.Comparisons  # budget -> (design a, design b) -> a − b
     data: Any = None  # the data set, when its file is still there
     sampled: list[figures.Sampled] = field(default_factory=list)
     index: np.ndarray | None = None  # the test images of the sampled figure
@@ -177,7 +199,8 @@ def _read(folder: ExperimentDir, samples: int) -> _Inputs:
         raise ReportError(f"{folder.path} has no experiment.json (is it an experiment folder?)")
     runs = {m: [folder.run(r) for r in names] for m, names in final_runs(rows).items()}
     found = _Inputs(rows, record, runs, {m: _history(r) for m, r in runs.items()},
-                    {m: _predictions(r) for m, r in runs.items()})  # fmt: skip
+                    {m: _predictions(r) for m, r in runs.items()},
+                    results.compare(folder, rows))  # fmt: skip
     path = next((p for p in (record["data_path"], folder.data_file) if os.path.isfile(p)), None)
     if path is not None:
         from stnlab.data import load
@@ -287,10 +310,18 @@ def write_report(out: str | os.PathLike, samples: int = REPORT_SAMPLES) -> os.Pa
         "runs (seeds), the band spans the worst to the best run. Right: the same against "
         "the mean training time per run.",
     )
-    page.html(
-        "<p>Test accuracy (%): mean ± standard deviation over runs (min–max); the best "
-        "mean at each budget is bold.</p>" + _summary_table(found.rows)
-    )
+    page.html(f"<p>{html.escape(results.summary_caption(found.rows))}</p>"
+              + _summary_table(found.rows))  # fmt: skip
+    if len(found.runs) > 1:
+        page.add(
+            "differences",
+            _differences(found.comparisons),
+            "Each pair of designs: the difference in mean test accuracy after each budget, "
+            "with a 95% interval from a bootstrap over test images (paired) and runs. A "
+            "filled dot is a difference whose interval excludes 0; a hollow one is within "
+            "noise: the order of those two designs there may be chance.",
+        )
+        page.html(_significance_table(found.comparisons))
     _sampled_section(page, found)
     _hardest_section(page, found.predictions, found.data)
     page.html("<h2>Training curves</h2>")
@@ -323,11 +354,9 @@ def _html(folder: ExperimentDir, found: _Inputs, parts: list[str]) -> str:
         'Files: <a href="summary.md">summary.md</a>, <a href="results.csv">results.csv</a>, '
         '<a href="figures/">figures/</a>.</p>'
     )
-    stats = results.summarize(rows)
-    top = max(r["epochs"] for r in rows)
-    ranked = sorted((s.mean, m) for (m, b), s in stats.items() if b == top)[::-1]
-    ranking = " &gt; ".join(f"<b>{html.escape(m)}</b> {100 * acc:.2f}%" for acc, m in ranked)
-    header += f'<p class="lead">After {top} epochs (mean test accuracy): {ranking}</p>'
+    top, ranking = results.ranking(rows, found.comparisons)
+    header += (f'<p class="lead">After {top} epochs (mean test accuracy): '
+               f"{html.escape(ranking)}</p>")  # fmt: skip
     config_text = html.escape(json.dumps(config, indent=2))
     footer = f"<h2>Configuration</h2><pre><code>{config_text}</code></pre>"
     body = header + "".join(parts) + footer

@@ -1,20 +1,32 @@
-"""An experiment's numbers: test-accuracy statistics of results.csv rows, and summary.md."""
+"""An experiment's numbers: test-accuracy statistics of results.csv rows, significance of
+the differences between designs (from each run's per-sample predictions), and summary.md."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from stnlab import significance
+
+if TYPE_CHECKING:
+    from stnlab.expdir import ExperimentDir
 
 __all__ = [
     "Stats",
     "best_per_budget",
+    "compare",
+    "correctness",
     "format_stats",
+    "ranking",
     "summarize",
+    "summary_caption",
     "summary_markdown",
     "summary_table",
 ]
+
+Comparisons = dict[int, dict[tuple[str, str], significance.Difference]]
 
 
 @dataclass(frozen=True)
@@ -79,13 +91,57 @@ def summary_table(
     return ["epochs", *names, "best"], body, bold
 
 
-def summary_markdown(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
-    """summary.md: mean ± std and min–max test accuracy per model and budget, best per budget."""
+def summary_caption(rows: Sequence[dict[str, Any]]) -> str:
+    """What the cells of :func:`summary_table` hold, for these rows."""
+    if max(s.runs for s in summarize(rows).values()) == 1:
+        return "Test accuracy (%) of one run per design; the best at each budget is bold."
+    return (
+        "Test accuracy (%): mean ± standard deviation over runs (min–max); the best mean at "
+        "each budget is bold (best by the mean, not necessarily by a significant margin)."
+    )
+
+
+def correctness(folder: ExperimentDir, rows: Sequence[dict[str, Any]]) -> dict[int, dict]:
+    """Per budget and design, (runs, N) bools: each run's test predictions == labels."""
+    import numpy as np
+
+    found: dict[int, dict[str, list]] = {}
+    for row in rows:
+        predictions = folder.run(row["run"]).predictions()
+        guessed, _ = predictions.at(int(row["epochs"]))
+        found.setdefault(int(row["epochs"]), {}).setdefault(row["model"], []).append(
+            guessed == predictions.labels
+        )
+    return {b: {m: np.stack(runs) for m, runs in by.items()} for b, by in found.items()}
+
+
+def compare(folder: ExperimentDir, rows: Sequence[dict[str, Any]]) -> Comparisons:
+    """Every pair of designs at every budget: the difference in test accuracy and its interval."""
+    return {b: significance.compare_designs(by) for b, by in correctness(folder, rows).items()}
+
+
+def ranking(rows: Sequence[dict[str, Any]], comparisons: Comparisons) -> tuple[int, str]:
+    """The last budget and the designs' ranking there, "within noise" where that is the truth."""
+    top = max(int(r["epochs"]) for r in rows)
+    means = {m: s.mean for (m, b), s in summarize(rows).items() if b == top}
+    return top, significance.ranking_sentence(means, comparisons[top])
+
+
+def summary_markdown(
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    notes: Sequence[str] = (),
+    comparisons: Comparisons | None = None,
+) -> str:
+    """summary.md: test accuracy per model and budget, the ranking, the differences' intervals."""
     header, body, bold = summary_table(rows)
     names = header[1:-1]
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
+    if comparisons and len(names) > 1:
+        top, sentence = ranking(rows, comparisons)
+        lines += [f"After {top} epochs: {sentence}.", ""]
     lines += [
-        "Test accuracy (%): mean ± standard deviation over runs (min–max); the best mean is bold.",
+        summary_caption(rows),
         "",
         "| " + " | ".join(header) + " |",
         "|---:|" + "---|" * len(names) + "---|",
@@ -99,4 +155,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], title: str, notes: Sequence
     for b in sorted({int(r["epochs"]) for r in rows}):
         cells = [f"{stats[(m, b)].seconds:.0f}" if (m, b) in stats else "–" for m in names]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    if comparisons and len(names) > 1:
+        lines += ["", "## Are the differences real?", ""]
+        lines.append(significance.significance_markdown(comparisons).rstrip("\n"))
     return "\n".join(lines) + "\n"

@@ -304,7 +304,8 @@ def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed
     notes = [f"Data: {config.data.describe()}.", path_taken(config) + "."]
     notes += [f"Run {f.name} failed: {f.message}." for f in failed]
     title = f"Experiment `{config.name}`: test accuracy"
-    folder.write_summary(results.summary_markdown(rows, title, notes))
+    comparisons = results.compare(folder, rows) if rows else None
+    folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
 
 
 def path_taken(config: ExperimentConfig) -> str:

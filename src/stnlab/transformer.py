@@ -117,8 +117,12 @@ class _SpatialTransformerNd(nn.Module):
         localization: nn.Module | None = None,
         kernel: str = "bilinear",
         padding: str = "zeros",
+        init_zoom: float = 1.0,
     ):
         super().__init__()
+        if not 0 < init_zoom < math.inf:
+            raise ValueError(f"init_zoom must be positive, got {init_zoom}")
+        self.init_zoom = float(init_zoom)
         if in_channels < 1:
             raise ValueError(f"in_channels must be positive, got {in_channels}")
         self.in_channels = in_channels
@@ -142,7 +146,7 @@ class _SpatialTransformerNd(nn.Module):
         self.regressor = nn.Linear(
             features, self.transform.num_params, device=reference.device, dtype=reference.dtype
         )
-        self.reset_identity()
+        self.reset_theta()
         self.last_theta: Tensor | None = None
 
     def output_size(self, in_size: Sequence[int]) -> tuple[int, ...]:
@@ -156,11 +160,18 @@ class _SpatialTransformerNd(nn.Module):
             for a, n in zip(self.out_size, in_size, strict=True)
         )
 
-    def reset_identity(self) -> None:
-        """Make θ the identity for every input: zero weights, identity bias."""
+    def reset_theta(self, zoom: float | None = None) -> None:
+        """Make θ the same centred zoom for every input: zero weights, that zoom as the bias.
+
+        ``zoom`` defaults to the layer's ``init_zoom``; 1 is the identity.
+        """
         nn.init.zeros_(self.regressor.weight)
         with torch.no_grad():
-            self.regressor.bias.copy_(self.transform.identity(1)[0])
+            self.regressor.bias.copy_(self.transform.zoom(zoom or self.init_zoom, 1)[0])
+
+    def reset_identity(self) -> None:
+        """Make θ the identity for every input: zero weights, identity bias."""
+        self.reset_theta(1.0)
 
     def _check_input(self, x: Tensor) -> None:
         c, dims = self.in_channels, self.dims
@@ -231,9 +242,13 @@ class SpatialTransformer(_SpatialTransformerNd):
             takes inputs of any size (every side at least 4).
         kernel: sampling kernel, ``"bilinear"``, ``"nearest"`` or ``"bicubic"``.
         padding: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        init_zoom: the warp the layer starts with: a centred zoom that shows the central
+            ``init_zoom`` part of each side (1: the identity; 0.7 suits a 28-pixel digit
+            somewhere on a 40-pixel canvas).
 
     The regression layer that maps features to θ starts with zero weights and the
-    identity's parameters as bias, so the module begins as the identity warp.
+    parameters of that zoom as bias, so the module begins as the same warp of every
+    input (by default the identity).
     ``last_theta`` holds the θ of the latest forward pass, detached. The ``out_size``
     attribute keeps the size per axis as given (with a custom localization, resolved at
     ``in_size``); :meth:`output_size` gives it for any input size. Under autocast the

@@ -81,9 +81,17 @@ class Transform(ABC):
             raise ValueError(f"the {self.name} transform exists in {forms} only, got dims={dims!r}")
         self.dims = dims
 
-    @abstractmethod
     def identity(self, batch_size: int = 1, device=None, dtype=None) -> Tensor:
         """Parameters of the identity transform, (N, num_params)."""
+        return self.zoom(1.0, batch_size, device, dtype)
+
+    @abstractmethod
+    def zoom(self, scale: float, batch_size: int = 1, device=None, dtype=None) -> Tensor:
+        """Parameters of a centred zoom, (N, num_params): source = ``scale`` × target.
+
+        The output then shows the central ``scale`` part of the input along every axis
+        (0.5: a 2× zoom-in on the centre; 1: the identity).
+        """
 
     def grid(self, params: Tensor, out_size: Size) -> Tensor:
         """Source coordinates of every output pixel, (N, H', W', 2) or (N, D', H', W', 3).
@@ -146,10 +154,10 @@ class _MatrixTransform(Transform):
             product = self.matrix(self._check(params)) @ self.matrix(self._check(update))
             return self.from_matrix(product)
 
-    def identity(self, batch_size: int = 1, device=None, dtype=None) -> Tensor:
-        d = self.dims + 1
-        eye = torch.eye(d, device=device, dtype=dtype or torch.get_default_dtype())
-        return self.from_matrix(eye.expand(batch_size, d, d))
+    def zoom(self, scale: float, batch_size: int = 1, device=None, dtype=None) -> Tensor:
+        diagonal = torch.tensor([float(scale)] * self.dims + [1.0], device=device,
+                                dtype=dtype or torch.get_default_dtype())  # fmt: skip
+        return self.from_matrix(torch.diag(diagonal).expand(batch_size, -1, -1))
 
     def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
         m = self.matrix(params)  # (N, d+1, d+1)
@@ -284,9 +292,10 @@ class ThinPlateSpline(Transform):
             self._cache[key] = weights.to(device=device, dtype=dtype)
         return self._cache[key]
 
-    def identity(self, batch_size: int = 1, device=None, dtype=None) -> Tensor:
+    def zoom(self, scale: float, batch_size: int = 1, device=None, dtype=None) -> Tensor:
+        # A TPS reproduces affine maps exactly, so scaled rest positions are an exact zoom.
         rest = self.controls.to(device=device, dtype=dtype or torch.get_default_dtype())
-        return rest.reshape(1, -1).expand(batch_size, -1).clone()
+        return (rest * scale).reshape(1, -1).expand(batch_size, -1).clone()
 
     def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
         sources = params.reshape(-1, self.num_params // 2, 2)  # (N, K, 2)
