@@ -389,13 +389,16 @@ class ExperimentConfig(Config):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    cluster: str | None = option(None, "train the runs on a Dask cluster: local:N (N workers on "
-                                 "this machine) or tcp://HOST:PORT (a running scheduler); "
-                                 "needs stnlab[cluster]")  # fmt: skip
-    shared_fs: str = option("auto", "whether the cluster's workers write run folders in place "
-                            "(auto: when they see this folder) or send them back (no)",
+    cluster: str | None = option(None, "train the runs on a Dask cluster: local:N (N one-thread "
+                                 "workers on this machine), tcp://HOST:PORT (a running "
+                                 "scheduler) or the JSON file of dask scheduler "
+                                 "--scheduler-file; needs stnlab[cluster]")  # fmt: skip
+    shared_fs: str = option("auto", "whether the cluster's workers train in this folder in "
+                            "place (auto: those that see it; yes: a worker that does not is "
+                            "an error) or send each run folder back (no)",
                             choices=SHARED_FS, noun="setting")  # fmt: skip
-    runs_per_gpu: int = option(1, "runs trained at once on each GPU (CUDA only)")
+    runs_per_gpu: int = option(1, "runs trained at once on each local GPU, one worker process "
+                               "each (CUDA only)")  # fmt: skip
 
     def check(self) -> None:
         self.require(bool(self.models), "models", "must name at least one model")

@@ -26,9 +26,10 @@ from stnlab import runner
 from stnlab.config import ExperimentConfig, RunConfig
 from stnlab.expdir import ExperimentDir
 
-__all__ = ["PROBE_STEPS", "Speed", "describe_cost", "duration", "makespan", "probe"]
+__all__ = ["PROBE_STEPS", "Cost", "Speed", "describe_cost", "duration", "estimate", "makespan",
+           "probe"]  # fmt: skip
 
-PROBE_STEPS = 2  # training steps timed per design, after as many warm-up steps
+PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, after a warm-up)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,12 @@ class Speed:
 
 
 def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> Speed:
-    """Time ``steps`` training steps of ``run`` (after as many warm-up ones) and an evaluation
-    pass, through :func:`stnlab.training.train` itself, on random images of ``shape``."""
+    """Time ``steps`` training steps of ``run`` and an evaluation pass, through
+    :func:`stnlab.training.train` itself, on random images of ``shape``.
+
+    Three epochs of ``steps`` steps: the first warms up, the faster of the other two counts
+    (the less disturbed by other work on a shared machine).
+    """
     import time
 
     import torch
@@ -54,10 +59,10 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     y = torch.randint(0, 10, (steps * b,), generator=g)
     data = SimpleNamespace(x_train=x, y_train=y, x_valid=x[:b], y_valid=y[:b], x_test=x[:b],
                            y_test=y[:b])  # fmt: skip
-    short = replace(run, train=replace(run.train, epochs=2, eval_every=0, eval_at=()))
+    short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=()))
     seconds: list[float] = []
     threads = torch.get_num_threads()
-    try:  # epoch 1 warms up; epoch 2 is timed
+    try:
         timed = [lambda r: r["event"] == "train" and seconds.append(r["seconds"])]
         res = train(short, data, progress=False, on_record=timed)
         t0 = time.perf_counter()
@@ -65,7 +70,7 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
         evaluating = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)  # train() set the run's
-    return Speed(train=len(x) / seconds[-1], evaluate=len(x) / evaluating)
+    return Speed(train=len(x) / min(seconds[1:]), evaluate=len(x) / evaluating)
 
 
 def makespan(seconds: Sequence[float], slots: int) -> float:
@@ -109,8 +114,8 @@ def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int
 
 def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, str]:
     """(parallel slots, what they are, threads each, device to probe on)."""
+    where = runner.place(config, todo)  # a cluster without Dask is one line here
     if config.cluster is None:
-        where = runner.place(config, todo)
         return len(where.devices), where.describe(todo), where.threads, where.device
     from stnlab.cluster import cluster_threads, open_client, parse_address
     from stnlab.training import resolve_device
@@ -124,8 +129,22 @@ def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, s
     return n, what, config.train.threads or 1, "cuda" if cuda else "cpu"
 
 
+@dataclass(frozen=True)
+class Cost:
+    """An experiment's cost: the ``--plan`` text, and its estimated wall time in seconds."""
+
+    lines: list[str]
+    seconds: float
+
+
 def describe_cost(config: ExperimentConfig, out: str | os.PathLike) -> str:
     """The ``--plan`` text: runs, data, training images, measured speeds, estimated wall time."""
+    return "\n".join(estimate(config, out).lines)
+
+
+def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
+    """What is left of ``config`` in the folder ``out``, and its wall time estimated from a
+    probe of each design's speed here (see the module docstring)."""
     out = Path(out)
     jobs = runner.plan(config)
     done = runner.survey(config, out) if out.exists() else {j.name: 0 for j in jobs}
@@ -154,11 +173,12 @@ def describe_cost(config: ExperimentConfig, out: str | os.PathLike) -> str:
         lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{images:>17,}{duration(times[-1]):>12}")
     lines.append(f"total: {total:,} training images, {left:,} of them left to train")
     lines.append(f"speed measured here on {device}, {threads} thread{'s' * (threads > 1)} a run "
-                 f"({PROBE_STEPS} training steps per design after {PROBE_STEPS} to warm up), "
+                 f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
                  "images/s training | evaluating:")  # fmt: skip
     lines += [f"  {m:<6}{s.train:>10,.0f} | {s.evaluate:,.0f}" for m, s in speeds.items()]
-    lines.append(f"estimated wall time: {duration(makespan(times, slots))}, {where}")
-    return "\n".join(lines)
+    seconds = makespan(times, slots)
+    lines.append(f"estimated wall time: {duration(seconds)}, {where}")
+    return Cost(lines, seconds)
 
 
 def _first(jobs: Sequence[runner.Job], model: str) -> runner.Job:

@@ -95,8 +95,9 @@ def run_config(
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the runs train: on ``cluster``, or in one local process per entry of ``devices``
-    (a single entry: in this process), each with ``threads`` CPU threads."""
+    """Where the runs train: on ``cluster`` (``devices`` holds the configured device; ``auto``:
+    the workers' resources decide), or in one local process per entry of ``devices`` (a
+    single entry: in this process), each with ``threads`` CPU threads (None: torch's)."""
 
     cluster: str | None
     devices: tuple[str, ...]
@@ -104,7 +105,7 @@ class Placement:
 
     @property
     def device(self) -> str:
-        return self.devices[0] if self.devices else "auto"
+        return self.devices[0]
 
     def describe(self, runs: int) -> str:
         """``training 9 runs in 2 worker processes on cpu, 1 thread each``."""
@@ -120,9 +121,16 @@ class Placement:
 
 def place(config: ExperimentConfig, jobs: int) -> Placement:
     """Where ``jobs`` runs of ``config`` would train (resolves ``auto``; imports torch unless
-    on a cluster, whose workers decide the device)."""
+    on a cluster, whose workers decide ``auto``).
+
+    Raises:
+        ClusterError: a cluster without Dask installed (before anything is written).
+    """
     if config.cluster is not None:
-        return Placement(config.cluster, (), config.train.threads)
+        from stnlab.cluster.jobs import distributed
+
+        distributed()
+        return Placement(config.cluster, (config.train.device,), config.train.threads)
     import torch
 
     from stnlab.training import resolve_device
