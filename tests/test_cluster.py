@@ -217,6 +217,15 @@ def test_local_cluster_runs_jobs_in_place_with_data_sent_once(local_client, tmp_
     assert not list(workdir.glob(".stnlab-cluster-*"))  # the token is removed
 
 
+def test_workers_get_back_the_usual_malloc(local_client):
+    """Dask's MALLOC_TRIM_THRESHOLD_ freezes glibc's mmap threshold; jobs raise it again."""
+    if sys.platform != "linux":
+        pytest.skip("glibc only")
+    env = local_client.run(lambda: "MALLOC_TRIM_THRESHOLD_" in os.environ)
+    assert all(env.values())  # the reason: Dask's nanny sets it
+    assert all(local_client.run(cworker._unfreeze_malloc).values())
+
+
 def test_failing_job_is_reported_once_and_the_others_finish(local_client, tmp_path):
     workdir, log = tmp_path / "exp", tmp_path / "log"
     jobs = _jobs(workdir, log, 3, epochs=3)
