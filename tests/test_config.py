@@ -44,6 +44,10 @@ from stnlab.errors import ConfigError
         (lambda: TrainConfig(checkpoint_every=-1), "train.checkpoint_every must be 0 or positive"),
         (lambda: ExperimentConfig(cluster="head:8786"), "cluster 'head:8786': unknown form"),
         (lambda: ExperimentConfig(cluster="local:0"), "cluster 'local:0': local:N needs a"),
+        (
+            lambda: ExperimentConfig(cluster="local:2", train=TrainConfig(device="cuda")),
+            "cluster local:2 trains on the CPU; for GPUs on this machine leave out --cluster",
+        ),
         (lambda: ExperimentConfig(shared_fs="maybe"), "shared_fs: unknown setting 'maybe'"),
         (lambda: ExperimentConfig(runs_per_gpu=0), "runs_per_gpu must be positive, got 0"),
     ],

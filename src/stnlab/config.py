@@ -420,15 +420,19 @@ class ExperimentConfig(Config):
             self.check_train_size(self.data.sizes[0])
 
     def check_cluster(self) -> None:
-        """Refuse a ``cluster`` address of no known form (see stnlab.cluster.parse_address)."""
+        """Refuse a ``cluster`` address of no known form (see stnlab.cluster.parse_address),
+        and GPU runs on ``local:N``, whose workers offer no GPU."""
         if self.cluster is None:
             return
         from stnlab.cluster.client import parse_address  # imports no Dask
 
         try:
-            parse_address(self.cluster)
+            kind, _ = parse_address(self.cluster)
         except ValueError as exc:
             raise ConfigError(str(exc), "cluster") from None  # "cluster 'x': ..."
+        self.require(kind != "local" or not self.train.device.startswith("cuda"), "cluster",
+                     f"{self.cluster} trains on the CPU; for GPUs on this machine leave out "
+                     "--cluster (and see --runs-per-gpu)")  # fmt: skip
 
     def check_train_size(self, n: int) -> None:
         """Reject a training split too small for a batch, or not ``iterations`` batches long."""
