@@ -64,9 +64,9 @@ def _same_results(got: Path, expected: Path) -> None:
         assert records_without_times(a.run(row["run"])) == records_without_times(b.run(row["run"]))
 
 
-def _experiment(capsys, *argv: str) -> tuple[int, str, str]:
-    """``stnlab experiment ARGV --no-report --quiet``: (exit status, stdout, stderr)."""
-    status = main(["experiment", *argv, "--no-report", "--quiet"])
+def _experiment(capsys, *argv: str, quiet: bool = True) -> tuple[int, str, str]:
+    """``stnlab experiment ARGV --no-report [--quiet]``: (exit status, stdout, stderr)."""
+    status = main(["experiment", *argv, "--no-report", *(["--quiet"] if quiet else [])])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -138,8 +138,9 @@ def test_smoke_on_a_local_cluster_gives_the_in_process_results(capsys, tmp_path)
                           log=lambda s: None)  # fmt: skip
     out = tmp_path / "local2"
     status, text, err = _experiment(capsys, "--preset", "smoke", "--cluster", "local:2",
-                                    "--out", str(out))  # fmt: skip
+                                    "--out", str(out), quiet=False)  # fmt: skip
     assert status == 0, err
+    assert "all runs" in err and "12/12" in err  # one bar, moved by the workers' epochs
     assert "training 6 runs on the Dask cluster local:2" in text
     assert "2 worker threads now, runs on cpu, run folders written in place" in text
     assert sorted(line.split()[1] for line in text.splitlines() if line.startswith("done ")) == \
