@@ -80,7 +80,8 @@ CHANGES = {
               "device": "cpu", "amp": True, "compile": True, "threads": 1,
               "checkpoint_every": 5.0},
     "data": {"path": "x.npz", "variant": "60x60", "source": "mnist", "seed": 3,
-             "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache"},
+             "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache",
+             "published": "cluttered-40x40"},
 }  # fmt: skip
 HOW_NOT_WHAT = {"train.eval_every", "train.eval_at", "train.device", "train.amp",
                 "train.compile", "train.threads", "data.source_dir", "data.cache_dir",

@@ -156,3 +156,41 @@ def test_is_fetched_checks_the_bytes(tmp_path, server):
     assert not published.is_fetched(NAME, tmp_path)
     fetch_published(NAME, tmp_path)
     assert published.is_fetched(NAME, tmp_path)
+
+
+def test_seed_preset_runs_on_the_published_file(capsys):
+    assert main(["experiment", "--preset", "seed", "--dry-run"]) == 0
+    data_line = capsys.readouterr().out.splitlines()[1]
+    assert data_line == f"data: the published set {NAME} ({FILE}): {REAL.description}"
+
+
+def test_generating_from_full_mnist_is_one_key_away(tmp_path):
+    from stnlab.experiment import from_dict
+
+    config = from_dict({"preset": "seed", "data": {"published": ""}})
+    assert config.data.file() is None  # nothing fetched: generated from the full MNIST
+    assert config.data.describe().startswith("40x40 Cluttered MNIST from mnist digits")
+
+
+def test_unknown_published_name_is_a_one_line_error_before_training(tmp_path, capsys):
+    assert main(["train", "--published", "x", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == "stnlab train: error: unknown published data set 'x'; choose from " + NAME + "\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_experiment_trains_on_the_fetched_file_without_copying_it(tmp_path, server):
+    from stnlab import experiment, runner
+
+    _, handler = server
+    cache = tmp_path / "cache"
+    config = experiment.preset("smoke", models=["cnn"], budgets=[1], seeds=[0],
+                               data=dict(published=NAME, cache_dir=str(cache)),
+                               train=dict(batch_size=10))  # fmt: skip
+    lines = []
+    result = runner.run_experiment(config, tmp_path / "exp", progress=False, log=lines.append)
+    assert result.trained == ["cnn-s0"] and len(handler.hits) == 1
+    assert not (tmp_path / "exp" / "data.npz").exists()  # the cached file is used in place
+    assert f"Data: the published set {NAME}" in (tmp_path / "exp" / "summary.md").read_text()
+    runner.run_experiment(config, tmp_path / "exp", progress=False, log=lines.append)
+    assert len(handler.hits) == 1  # a second run reads the cache

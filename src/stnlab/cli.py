@@ -69,11 +69,11 @@ def add_options(
             continue
         flag = "--" + ((flags or {}).get(f.name) or f.metadata["flag"] or f.name).replace("_", "-")
         text = f.metadata["help"]
-        if f.metadata["choices"]:
-            text += f"; one of: {', '.join(f.metadata['choices'])}"
+        if named := [c for c in f.metadata["choices"] if c]:  # "" stands for "none"
+            text += f"; one of: {', '.join(named)}"
         if not show_default:
             text += " (default: the config's)"
-        elif f.default is not MISSING and f.default is not None:
+        elif f.default is not MISSING and f.default is not None and f.default != "":
             text += f" (default: {_shown(f.default)})"
         dest = _dest(cls, f.name)
         names[dest] = flag

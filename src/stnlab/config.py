@@ -241,7 +241,12 @@ class DataConfig(Config):
     sizes: tuple[int, int, int] = option(DEFAULT_SIZES, "train, valid and test canvases",
                                          decides=True)  # fmt: skip
     source_dir: str | None = option(None, "folder holding the four MNIST IDX files")
-    cache_dir: str | None = option(None, "where downloaded MNIST files are kept")
+    cache_dir: str | None = option(None, "where downloaded files (MNIST, published sets) "
+                                   "are kept")  # fmt: skip
+    published: str = option("", "a published data set by name, downloaded once and checked "
+                            "(stnlab data fetch --list); `path` wins over it, and "
+                            "generating needs it unset or empty", decides=True)  # fmt: skip
+    # (The names are checked where the file is fetched: the registry imports torch.)
 
     def check(self) -> None:
         self.require(min(self.sizes) > 0, "sizes", "must be 3 positive counts (train, valid, "
@@ -252,15 +257,29 @@ class DataConfig(Config):
         of the named variant). Imports :mod:`stnlab.data`, so torch."""
         from stnlab.data import load, make_dataset
 
-        if self.path is not None:
-            return load(self.path)
+        if (file := self.file()) is not None:
+            return load(file)
         return make_dataset(self.variant, self.source, self.seed, self.sizes, self.source_dir,
                             cache_dir=self.cache_dir, **variant)  # fmt: skip
+
+    def file(self) -> str | None:
+        """The file this config names: ``path``, or the published set, fetched if need be
+        (imports :mod:`stnlab.data`); ``None`` when the data is generated."""
+        if self.path is not None or not self.published:
+            return self.path
+        from stnlab.data import fetch_published
+
+        return str(fetch_published(self.published, self.cache_dir))
 
     def describe(self) -> str:
         """One line naming the data, for summaries."""
         if self.path is not None:
             return f"the file {self.path}"
+        if self.published:
+            from stnlab.data.published import get_published
+
+            entry = get_published(self.published)
+            return f"the published set {entry.name} ({entry.filename}): {entry.description}"
         sizes = "/".join(map(str, self.sizes))
         return f"{self.variant} Cluttered MNIST from {self.source} digits, {sizes} train/valid/test"
 
@@ -416,7 +435,7 @@ class ExperimentConfig(Config):
         self.check_cluster()
         path = self.data.path
         self.require(path is None or Path(path).is_file(), "data.path", f"{path!r} does not exist")
-        if path is None:
+        if path is None and not self.data.published:
             self.check_train_size(self.data.sizes[0])
 
     def check_cluster(self) -> None:

@@ -96,19 +96,28 @@ def duration(seconds: float) -> str:
 def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int], tuple[int, int]]:
     """The line naming the data, its split sizes and its image size."""
     from stnlab.data import get_variant, load
+    from stnlab.data.published import published_path
 
-    if config.data.path is not None:
-        ds = load(config.data.path)
+    canvas, file = get_variant(config.data.variant).canvas, config.data.path
+    if file is None and config.data.published:  # not downloaded for a plan
+        cached = published_path(config.data.published, config.data.cache_dir)
+        if not cached.is_file():
+            sizes = "/".join(map(str, config.data.sizes))
+            return (f"{config.data.describe()} (to be downloaded into {cached}; taken as "
+                    f"{sizes} train/valid/test {canvas}x{canvas})", config.data.sizes,
+                    (canvas, canvas))  # fmt: skip
+        file = str(cached)
+    if file is not None:
+        ds = load(file)
         sizes = tuple(len(ds.split(s)[1]) for s in ("train", "valid", "test"))
         h, w = ds.image_size
-        line = f"the file {config.data.path}: {'/'.join(map(str, sizes))} train/valid/test {h}x{w}"
+        line = f"the file {file}: {'/'.join(map(str, sizes))} train/valid/test {h}x{w}"
         return line, sizes, (h, w)
     path = ExperimentDir(out).data_file
     made = "made earlier" if path.is_file() else "to be made at the start"
     if config.data.source == "mnist" and not path.is_file():
         digits = config.data.source_dir or "the download cache (fetched once if missing)"
         made += f", MNIST digits from {digits}"
-    canvas = get_variant(config.data.variant).canvas
     return f"{config.data.describe()} ({path}, {made})", config.data.sizes, (canvas, canvas)
 
 

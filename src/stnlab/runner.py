@@ -201,11 +201,12 @@ def survey(config: ExperimentConfig, out: str | os.PathLike) -> dict[str, int]:
 
 
 def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
-    """The file every job loads: ``data.path``, or ``DIR/data.npz`` generated once."""
+    """The file every job loads: ``data.path``, the published set (downloaded once), or
+    ``DIR/data.npz`` generated once."""
     from stnlab.data import save
 
-    if config.data.path is not None:
-        path = Path(config.data.path).resolve()
+    if (file := config.data.file()) is not None:
+        path = Path(file).resolve()
     else:
         path = ExperimentDir(out).data_file
         if not path.is_file():
@@ -335,6 +336,7 @@ def describe_plan(config: ExperimentConfig) -> str:
     """The runs an experiment needs, one line each, after the path it takes."""
     jobs = plan(config)
     lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
+    lines.append(f"data: {config.data.describe()}")
     for job in jobs:
         at = ", ".join(map(str, job.budgets))
         lines.append(
