@@ -83,3 +83,13 @@ def test_plan_counts_only_what_is_left(capsys, tmp_path):
     rows = _rows(text)
     assert rows["cnn-s0"][2] == "finished" and rows["cnn-s1"][2] != "finished"
     assert "total: 800 training images, 400 of them left to train" in text
+
+
+def test_plan_of_a_published_set_downloads_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    config = ex.preset("seed", models=["cnn"], seeds=[0], budgets=[1],
+                       data={"cache_dir": str(cache)})  # fmt: skip
+    text = describe_cost(config, tmp_path / "x")
+    assert "to be downloaded into" in text and str(cache) in text
+    assert "total: 10,000 training images" in text  # taken from data.sizes
+    assert not cache.exists()
