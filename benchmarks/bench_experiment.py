@@ -60,12 +60,11 @@ def measure(mode: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[
     return {"wall": wall, "estimate": planned, "training": training, "slots": slots}
 
 
-def _row(mode: str, runs: list[dict[str, float]], args) -> str:
+def _row(name: str, runs: list[dict[str, float]]) -> str:
+    """One line: the figures of ``runs`` (their medians, for several)."""
     m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     outside = 1 - m["training"] / (m["wall"] * m["slots"])
-    name = {"here": "in process", "pool": f"pool of {args.workers}",
-            "cluster": f"local:{args.workers}"}[mode]  # fmt: skip
-    return (f"{name:<14}{m['slots']:>6.0f}{m['wall']:>9.1f}{m['estimate']:>11.1f}"
+    return (f"{name:<16}{m['slots']:>6.0f}{m['wall']:>9.1f}{m['estimate']:>11.1f}"
             f"{m['training']:>11.1f}{100 * outside:>10.1f}%")  # fmt: skip
 
 
@@ -102,14 +101,18 @@ def main() -> None:
             f"experiment: {len(runner.plan(c))} runs of {max(args.budgets)} epochs, "
             f"{args.train} training images of {c.model.size} models, on {args.device}"
         )
+        names = {"here": "in process", "pool": f"pool of {args.workers}",
+                 "cluster": f"local:{args.workers}"}  # fmt: skip
+        print(f"{'mode':<16}{'slots':>6}{'wall s':>9}{'estimate s':>11}{'train s':>11}"
+              f"{'outside':>11}", flush=True)  # fmt: skip
         order, runs = list(args.modes), {m: [] for m in args.modes}
         for r in range(args.repeats):
             for mode in order if r % 2 == 0 else order[::-1]:
                 runs[mode].append(measure(mode, args, data, Path(tmp)))
-        print(f"{'mode':<14}{'slots':>6}{'wall s':>9}{'estimate s':>11}{'train s':>11}"
-              f"{'outside':>11}")  # fmt: skip
-        for mode in args.modes:
-            print(_row(mode, runs[mode], args))
+                print(_row(f"{names[mode]} #{r + 1}", runs[mode][-1:]), flush=True)
+        if args.repeats > 1:
+            for mode in args.modes:
+                print(_row(f"{names[mode]} median", runs[mode]))
     if "pool" in runs and "cluster" in runs:
         pool = statistics.median(r["wall"] for r in runs["pool"])
         cluster = statistics.median(r["wall"] for r in runs["cluster"])

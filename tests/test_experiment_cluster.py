@@ -9,6 +9,7 @@ result must equal the undisturbed in-process run's, epoch by epoch.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_smoke_on_a_local_cluster_gives_the_in_process_results(capsys, tmp_path)
     here = tmp_path / "in-process"
     runner.run_experiment(ex.preset("smoke", train={"threads": 1}), here, progress=False,
                           log=lambda s: None)  # fmt: skip
-    out = tmp_path / "local2"
+    out, environ = tmp_path / "local2", dict(os.environ)
     status, text, err = _experiment(capsys, "--preset", "smoke", "--cluster", "local:2",
                                     "--out", str(out), quiet=False)  # fmt: skip
     assert status == 0, err
@@ -147,6 +148,7 @@ def test_smoke_on_a_local_cluster_gives_the_in_process_results(capsys, tmp_path)
         sorted(j.name for j in runner.plan(ex.preset("smoke")))  # fmt: skip
     _same_results(out, here)
     assert not list(out.glob(".stnlab-cluster-*"))  # the token file is removed
+    assert dict(os.environ) == environ  # the nanny's worker variables do not stay here
 
 
 # ---------------------------------------------------------------------------- dask scheduler/worker

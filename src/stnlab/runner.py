@@ -1,5 +1,5 @@
-"""Running an experiment: its config -> training runs (in sequence or in parallel workers),
-results.csv and summary.md.
+"""Running an experiment: its config -> training runs (in sequence, in local worker
+processes or on a Dask cluster: :mod:`stnlab.execution`), results.csv and summary.md.
 
 A run is one :func:`stnlab.training.train` call in its own folder ``DIR/runs/NAME``.
 With a constant learning rate a run of E epochs passes through the states of every
