@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,16 @@ def saved_run(folder: Path, model: models.Model) -> Path:
 def records_without_times(run: RunDir) -> list[dict]:
     """metrics.jsonl's records without wall-clock fields, which differ between runs."""
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in run.records()]
+
+
+@pytest.fixture(scope="session")
+def dask_cli(tmp_path_factory):
+    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, started once for
+    every test that needs them (tests/dask_cli.py)."""
+    pytest.importorskip("distributed")
+    if not Path(sys.executable).with_name("dask").is_file():
+        pytest.skip("no dask command beside this Python")
+    from dask_cli import dask_cli as start
+
+    with start(tmp_path_factory.mktemp("dask-cli")) as cluster:
+        yield cluster

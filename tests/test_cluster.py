@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,12 +33,7 @@ from stnlab.cluster import worker as cworker
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # the workers of local:2 inherit this path
 from cluster_jobs import Payload, attempts, load_payload, toy_job  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dask_cli import free_port  # noqa: E402
 
 
 def _jobs(workdir: Path, log: Path, n: int, **spec) -> list[ClusterJob]:
@@ -76,52 +70,11 @@ def local_client():
         yield client
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End a process started by a test, with the worker processes its nanny started."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def cli_client(tmp_path_factory):
-    """``dask scheduler`` and two ``dask worker`` processes, the workers in another folder."""
-    pytest.importorskip("distributed")
-    dask = Path(sys.executable).with_name("dask")
-    if not dask.is_file():
-        pytest.skip("no dask command beside this Python")
-    elsewhere = tmp_path_factory.mktemp("elsewhere")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    address, procs = f"tcp://127.0.0.1:{_free_port()}", []
-
-    def start(name: str, *args: str) -> None:
-        with open(elsewhere / f"{name}.log", "wb") as log:
-            cmd = [str(dask), *args]
-            procs.append(
-                subprocess.Popen(cmd, cwd=elsewhere, env=env, stdout=log, stderr=log,
-                                 start_new_session=True)
-            )  # fmt: skip
-
-    try:
-        port = address.rsplit(":", 1)[1]
-        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")
-        for i in range(2):
-            start(f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1",
-                  "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
-                  str(elsewhere / f"worker{i}"))  # fmt: skip
-        with open_client(address, connect_timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
-            yield client
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
+@pytest.fixture
+def cli_client(dask_cli):
+    """The client of ``dask scheduler`` and two ``dask worker`` processes, the workers in
+    another folder (conftest.py's session-wide ``dask_cli``)."""
+    return dask_cli.ready()
 
 
 # ----------------------------------------------------------------------------- without a cluster
@@ -183,7 +136,7 @@ def test_parse_address_refuses(address, message):
 
 def test_unreachable_scheduler_is_one_line():
     pytest.importorskip("distributed")
-    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     with (
         pytest.raises(ClusterError, match="cannot reach the Dask scheduler") as info,
         open_client(address, connect_timeout=1),
@@ -262,6 +215,15 @@ def test_local_cluster_runs_jobs_in_place_with_data_sent_once(local_client, tmp_
     assert len(counter.read_text().split()) <= 2 < len(jobs)  # once per worker, not per job
     assert len(Path(f"{counter}.loads").read_text().split()) <= 2  # loaded once per worker
     assert not list(workdir.glob(".stnlab-cluster-*"))  # the token is removed
+
+
+def test_workers_get_back_the_usual_malloc(local_client):
+    """Dask's MALLOC_TRIM_THRESHOLD_ freezes glibc's mmap threshold; jobs raise it again."""
+    if sys.platform != "linux":
+        pytest.skip("glibc only")
+    env = local_client.run(lambda: "MALLOC_TRIM_THRESHOLD_" in os.environ)
+    assert all(env.values())  # the reason: Dask's nanny sets it
+    assert all(local_client.run(cworker._unfreeze_malloc).values())
 
 
 def test_failing_job_is_reported_once_and_the_others_finish(local_client, tmp_path):

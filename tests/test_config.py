@@ -41,6 +41,15 @@ from stnlab.errors import ConfigError
         (lambda: ExperimentConfig(seeds=(1, 1)), "seeds repeat: [1, 1]"),
         (lambda: ExperimentConfig(models=("cnn", "x")), "models: unknown model 'x'"),
         (lambda: TrainConfig.from_dict({"lrr": 1}), "unknown key 'lrr' in train; known: epochs"),
+        (lambda: TrainConfig(checkpoint_every=-1), "train.checkpoint_every must be 0 or positive"),
+        (lambda: ExperimentConfig(cluster="head:8786"), "cluster 'head:8786': unknown form"),
+        (lambda: ExperimentConfig(cluster="local:0"), "cluster 'local:0': local:N needs a"),
+        (
+            lambda: ExperimentConfig(cluster="local:2", train=TrainConfig(device="cuda")),
+            "cluster local:2 trains on the CPU; for GPUs on this machine leave out --cluster",
+        ),
+        (lambda: ExperimentConfig(shared_fs="maybe"), "shared_fs: unknown setting 'maybe'"),
+        (lambda: ExperimentConfig(runs_per_gpu=0), "runs_per_gpu must be positive, got 0"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(make, message):
@@ -69,14 +78,15 @@ CHANGES = {
               "label_smoothing": 0.1,
               "schedule": "step", "seed": 4, "eval_every": 3, "eval_at": (1,),
               "device": "cpu", "amp": True, "compile": True, "threads": 1, "theta_images": 10,
-              "stop_on_collapse": True, "tensorboard": "tb"},
+              "stop_on_collapse": True, "tensorboard": "tb", "checkpoint_every": 5.0},
     "data": {"path": "x.npz", "variant": "60x60", "source": "mnist", "seed": 3,
              "sizes": (5, 5, 5), "source_dir": "mnist", "cache_dir": "cache",
              "published": "cluttered-40x40"},
 }  # fmt: skip
 HOW_NOT_WHAT = {"train.eval_every", "train.eval_at", "train.device", "train.amp",
                 "train.compile", "train.threads", "train.theta_images", "train.stop_on_collapse",
-                "train.tensorboard", "data.source_dir", "data.cache_dir"}  # fmt: skip
+                "train.tensorboard", "data.source_dir", "data.cache_dir",
+                "train.checkpoint_every"}  # fmt: skip
 
 
 def test_every_field_has_a_change_to_try():

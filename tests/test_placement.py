@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from stnlab.placement import SlotPool, device_for_slot, gpu_workers, slot_devices
+from stnlab.placement import SlotPool, device_for_slot, gpu_workers, local_devices, slot_devices
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 3, 8])
@@ -77,3 +77,20 @@ def test_slot_pool_gives_concurrent_holders_distinct_slots():
         t.join()
     assert sorted(held) == list(range(8))
     assert pool.acquire() == 0
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "runs_per_gpu", "jobs", "workers", "devices"),
+    [
+        ("cpu", 0, 1, 9, 2, ["cpu", "cpu"]),  # --workers processes, runs_per_gpu ignored
+        ("cpu", 0, 4, 9, 1, ["cpu"]),  # one: in this process
+        ("cpu", 0, 1, 1, 4, ["cpu"]),  # never more processes than runs
+        ("cuda", 2, 1, 9, 1, ["cuda:0", "cuda:1"]),  # every GPU, whatever --workers says
+        ("cuda", 2, 2, 3, 1, ["cuda:0", "cuda:1", "cuda:0"]),
+        ("cuda", 1, 3, 9, 2, ["cuda:0"] * 3),
+        ("cuda:1", 4, 2, 9, 1, ["cuda:1", "cuda:1"]),  # a named GPU takes runs_per_gpu runs
+        ("cuda:0", 2, 1, 9, 3, ["cuda:0"]),
+    ],
+)
+def test_local_devices_one_per_worker_process(device, gpus, runs_per_gpu, jobs, workers, devices):
+    assert local_devices(device, gpus, runs_per_gpu, jobs, workers) == devices

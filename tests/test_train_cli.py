@@ -108,7 +108,7 @@ def test_evaluate_errors(fails_with, tmp_path, data_file):
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "stnlab", "train", "--data", str(data), "--out", str(out),
             "--model", "stn", "--size", "tf-example", "--epochs", "5", "--eval-every", "2",
-            "--threads", "1", "--quiet", *extra]  # fmt: skip
+            "--threads", "1", "--checkpoint-every", "0", "--quiet", *extra]  # fmt: skip
 
 
 @pytest.mark.slow

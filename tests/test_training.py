@@ -21,7 +21,8 @@ FAST = {"size": "tf-example"}  # the quickest preset on CPU
 
 
 def run_config(model: str = "cnn", **train_fields) -> RunConfig:
-    fields = {"epochs": 2, "threads": 1, "device": "cpu", **train_fields}
+    """A quick run; a checkpoint after every epoch unless ``checkpoint_every`` says otherwise."""
+    fields = {"epochs": 2, "threads": 1, "device": "cpu", "checkpoint_every": 0, **train_fields}
     return RunConfig(ModelConfig(model, **FAST), TrainConfig(**fields))
 
 
@@ -255,6 +256,42 @@ def test_resume_is_exact_and_rejects_a_changed_config(tiny_data, tmp_path, monke
     assert weights_equal(again.model.state_dict(), res.model.state_dict())
     with pytest.raises(ConfigError, match="differs from the finished run's"):
         train(run_config("stn", epochs=3, seed=1), tiny_data, cut.path, resume=True)
+
+
+def test_checkpoints_are_due_by_time_at_budgets_and_at_the_end():
+    cfg = TrainConfig(epochs=10, eval_at=(4,), checkpoint_every=60)
+    due = [e for e in range(1, 11) if training.checkpoint_due(cfg, e, since_last=5.0)]
+    assert due == [4, 10]
+    assert training.checkpoint_due(cfg, 3, since_last=60.0)  # a minute since the last one
+    every = TrainConfig(epochs=10, checkpoint_every=0)
+    assert all(training.checkpoint_due(every, e, since_last=0.0) for e in range(1, 11))
+
+
+def test_resume_is_exact_when_a_checkpoint_was_skipped_by_time(tiny_data, tmp_path):
+    """Checkpoints after epochs 2 (a budget) and 4 only; killed in epoch 4, the run goes back
+    to epoch 2, trains 3 again and ends as a run checkpointed every epoch does."""
+    ref = train(run_config("stn", epochs=4), tiny_data, tmp_path / "ref", progress=False)
+    sparse = run_config("stn", epochs=4, eval_at=(2,), checkpoint_every=3600)
+    saved: list[int] = []
+
+    def die_in_epoch_4(record: dict) -> None:
+        if record["event"] == "train" and record["epoch"] == 4:
+            saved.append(RunDir(tmp_path / "cut").load_checkpoint().epoch)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(sparse, tiny_data, tmp_path / "cut", progress=False, on_record=[die_in_epoch_4])
+    assert saved == [2]  # epochs 1 and 3 were not checkpointed
+    cut = RunDir(tmp_path / "cut")
+    lines = [r["epoch"] for r in cut.records() if r["event"] == "train"]
+    assert lines == [1, 2, 3, 4]  # written after the checkpoint: dropped by the resume
+    res = train(sparse, tiny_data, cut.path, resume=True, progress=False)
+    assert weights_equal(res.model.state_dict(), ref.model.state_dict())
+    kept = [r for r in records_without_times(cut) if r["event"] == "train"]
+    assert kept == [
+        r for r in records_without_times(RunDir(tmp_path / "ref")) if r["event"] == "train"
+    ]
+    assert res.summary["test_accuracy"] == ref.summary["test_accuracy"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ __all__ = [
     "PLACEMENTS",
     "REPORT_SAMPLES",
     "SCHEDULES",
+    "SHARED_FS",
     "SIZES",
     "SOURCES",
     "SPLITS",
@@ -60,6 +61,7 @@ SOURCES: tuple[str, ...] = ("embedded", "mnist")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 DEFAULT_SIZES: tuple[int, int, int] = (10_000, 1_000, 1_000)
 PLACEMENTS: tuple[str, ...] = ("published", "uniform", "center")
+SHARED_FS: tuple[str, ...] = ("auto", "yes", "no")  # whether cluster workers see the folder
 
 # The named Cluttered/distorted MNIST layouts: fields of stnlab.data.cluttered.Variant.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -325,9 +327,14 @@ class TrainConfig(Config):
                                      "transformer outputs) to DIR/RUN_NAME; no DIR (or auto): "
                                      "to the run folder's tensorboard/", const="auto",
                                      metavar="DIR")  # fmt: skip
+    checkpoint_every: float = option(60.0, "seconds between checkpoints; one is also written "
+                                     "after each of eval_at's epochs and the last (0: after "
+                                     "every epoch)")  # fmt: skip
 
     def check(self) -> None:
         self.positive("epochs", "batch_size", "lr", "loc_lr", "threads")
+        self.require(self.checkpoint_every >= 0, "checkpoint_every",
+                     f"must be 0 or positive, got {self.checkpoint_every:g}")  # fmt: skip
         self.require(self.weight_decay >= 0, "weight_decay",
                      f"must be non-negative, got {self.weight_decay}")  # fmt: skip
         self.require(0 <= self.label_smoothing < 1, "label_smoothing",
@@ -416,6 +423,16 @@ class ExperimentConfig(Config):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: str | None = option(None, "train the runs on a Dask cluster: local:N (N one-thread "
+                                 "workers on this machine), tcp://HOST:PORT (a running "
+                                 "scheduler) or the JSON file of dask scheduler "
+                                 "--scheduler-file; needs stnlab[cluster]")  # fmt: skip
+    shared_fs: str = option("auto", "whether the cluster's workers train in this folder in "
+                            "place (auto: those that see it; yes: a worker that does not is "
+                            "an error) or send each run folder back (no)",
+                            choices=SHARED_FS, noun="setting")  # fmt: skip
+    runs_per_gpu: int = option(1, "runs trained at once on each local GPU, one worker process "
+                               "each (CUDA only)")  # fmt: skip
 
     def check(self) -> None:
         self.require(bool(self.models), "models", "must name at least one model")
@@ -429,11 +446,27 @@ class ExperimentConfig(Config):
         self.require(min(self.seeds) >= 0, "seeds", f"must be non-negative, got {self.seeds}")
         self.require(len(set(self.seeds)) == len(self.seeds), "seeds",
                      f"repeat: {list(self.seeds)}")  # fmt: skip
-        self.positive("workers")
+        self.positive("workers", "runs_per_gpu")
+        self.check_cluster()
         path = self.data.path
         self.require(path is None or Path(path).is_file(), "data.path", f"{path!r} does not exist")
         if path is None and not self.data.published:
             self.check_train_size(self.data.sizes[0])
+
+    def check_cluster(self) -> None:
+        """Refuse a ``cluster`` address of no known form (see stnlab.cluster.parse_address),
+        and GPU runs on ``local:N``, whose workers offer no GPU."""
+        if self.cluster is None:
+            return
+        from stnlab.cluster.client import parse_address  # imports no Dask
+
+        try:
+            kind, _ = parse_address(self.cluster)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "cluster") from None  # "cluster 'x': ..."
+        self.require(kind != "local" or not self.train.device.startswith("cuda"), "cluster",
+                     f"{self.cluster} trains on the CPU; for GPUs on this machine leave out "
+                     "--cluster (and see --runs-per-gpu)")  # fmt: skip
 
     def check_train_size(self, n: int) -> None:
         """Reject a training split too small for a batch, or not ``iterations`` batches long."""

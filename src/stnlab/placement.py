@@ -11,6 +11,8 @@ Example:
     ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1']
     >>> gpu_workers(jobs=3, gpus=2, runs_per_gpu=2)
     3
+    >>> local_devices("cuda", gpus=2, runs_per_gpu=2, jobs=9, workers=1)
+    ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1']
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SlotPool", "device_for_slot", "gpu_workers", "slot_devices"]
+__all__ = ["SlotPool", "device_for_slot", "gpu_workers", "local_devices", "slot_devices"]
 
 
 def _check_positive(value: int, what: str) -> None:
@@ -47,6 +49,21 @@ def gpu_workers(jobs: int, gpus: int, runs_per_gpu: int = 1) -> int:
     _check_positive(gpus, "the number of GPUs")
     _check_positive(runs_per_gpu, "runs per GPU")
     return max(1, min(jobs, gpus * runs_per_gpu))
+
+
+def local_devices(device: str, gpus: int, runs_per_gpu: int, jobs: int, workers: int) -> list[str]:
+    """The device of each worker process of the local pool (one entry: train in this process).
+
+    ``device`` is resolved already (``cpu``, ``cuda`` or ``cuda:N``): plain ``cuda`` spreads
+    the runs over all ``gpus``, ``runs_per_gpu`` on each; ``cuda:N`` puts ``runs_per_gpu``
+    on that GPU; ``cpu`` gives ``workers`` processes. Never more processes than ``jobs``.
+    """
+    _check_positive(runs_per_gpu, "runs per GPU")
+    _check_positive(workers, "the number of workers")
+    if device == "cuda":
+        return slot_devices(gpus, runs_per_gpu)[: gpu_workers(jobs, gpus, runs_per_gpu)]
+    n = runs_per_gpu if device.startswith("cuda") else workers
+    return [device] * max(1, min(jobs, n))
 
 
 class SlotPool:

@@ -2,7 +2,7 @@
 
     config.json        the run's config (:class:`~stnlab.config.RunConfig`) and facts about it
     metrics.jsonl      one JSON record per line (a training epoch, an evaluation), appended live
-    checkpoint.pt      what a resume needs, replaced atomically after every epoch
+    checkpoint.pt      what a resume needs, replaced atomically as training goes
     final.safetensors  the final weights
     predictions.npz    per-sample test predictions at every evaluated epoch
     summary.json       the run's final figures; written last, so it marks a finished run

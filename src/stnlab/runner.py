@@ -1,5 +1,5 @@
-"""Running an experiment: its config -> training runs (in sequence or in parallel workers),
-results.csv and summary.md.
+"""Running an experiment: its config -> training runs (in sequence, in local worker
+processes or on a Dask cluster: :mod:`stnlab.execution`), results.csv and summary.md.
 
 A run is one :func:`stnlab.training.train` call in its own folder ``DIR/runs/NAME``.
 With a constant learning rate a run of E epochs passes through the states of every
@@ -16,31 +16,33 @@ Example:
 from __future__ import annotations
 
 import os
-import queue
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from stnlab import results
+from stnlab import execution, placement, results
 from stnlab.config import ExperimentConfig, RunConfig
 from stnlab.errors import ConfigError
+from stnlab.execution import Failure, Reporter, Task
 from stnlab.expdir import ExperimentDir
 from stnlab.rundir import CHECKPOINT, METRICS
 
 __all__ = [
     "ExperimentResult",
     "Job",
+    "Placement",
     "collect_rows",
     "describe_plan",
+    "path_taken",
+    "place",
     "plan",
     "prepare_data",
     "reuses_budgets",
     "run_config",
     "run_experiment",
+    "survey",
 ]
 
 
@@ -75,16 +77,69 @@ def plan(config: ExperimentConfig) -> list[Job]:
     ]
 
 
-def run_config(config: ExperimentConfig, job: Job, device: str, threads: int | None) -> RunConfig:
-    """The config of one job's run: the experiment's, with the job's model, epochs and seed.
+def run_config(
+    config: ExperimentConfig, job: Job, device: str | None = None, threads: int | None = None
+) -> RunConfig:
+    """The config of one job's run: the experiment's, with the job's model, epochs and seed
+    (and ``device``/``threads`` where given).
 
     Besides its budgets a run is evaluated every ``train.eval_every`` epochs, by default
     about 50 times (the points of the training curves).
     """
     every = config.train.eval_every or max(1, job.epochs // 50)
     train = replace(config.train, epochs=job.epochs, seed=job.seed, eval_at=job.budgets,
-                    eval_every=every, device=device, threads=threads)  # fmt: skip
+                    eval_every=every, device=device or config.train.device,
+                    threads=threads or config.train.threads)  # fmt: skip
     return RunConfig(replace(config.model, name=job.model), train, config.data)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the runs train: on ``cluster`` (``devices`` holds the configured device; ``auto``:
+    the workers' resources decide), or in one local process per entry of ``devices`` (a
+    single entry: in this process), each with ``threads`` CPU threads (None: torch's)."""
+
+    cluster: str | None
+    devices: tuple[str, ...]
+    threads: int | None
+
+    @property
+    def device(self) -> str:
+        return self.devices[0]
+
+    def describe(self, runs: int) -> str:
+        """``training 9 runs in 2 worker processes on cpu, 1 thread each``."""
+        if self.cluster is not None:
+            return f"training {runs} runs on the Dask cluster {self.cluster}"
+        n, each = len(self.devices), f"{self.threads} thread{'s' * (self.threads > 1)} each"
+        if n == 1:
+            return f"training {runs} runs in sequence on {self.device}, {each}"
+        on = ", ".join(dict.fromkeys(self.devices))
+        per = f" ({n // len(set(self.devices))} runs per GPU)" if "cuda" in self.device else ""
+        return f"training {runs} runs in {n} worker processes on {on}{per}, {each}"
+
+
+def place(config: ExperimentConfig, jobs: int) -> Placement:
+    """Where ``jobs`` runs of ``config`` would train (resolves ``auto``; imports torch unless
+    on a cluster, whose workers decide ``auto``).
+
+    Raises:
+        ClusterError: a cluster without Dask installed (before anything is written).
+    """
+    if config.cluster is not None:
+        from stnlab.cluster.jobs import distributed
+
+        distributed()
+        return Placement(config.cluster, (config.train.device,), config.train.threads)
+    import torch
+
+    from stnlab.training import resolve_device
+
+    device = resolve_device(config.train.device)
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    devices = placement.local_devices(device, gpus, config.runs_per_gpu, jobs, config.workers)
+    return Placement(None, tuple(devices), config.train.threads or cpu_count() // len(devices)
+                     or 1)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- running
@@ -101,6 +156,7 @@ class ExperimentResult:
     rows: list[dict[str, Any]]
     reuse: bool
     seconds: float
+    failed: list[Failure] = field(default_factory=list)  # runs that failed by themselves
 
 
 def cpu_count() -> int:
@@ -136,31 +192,12 @@ def _survey(out: ExperimentDir, jobs: list[Job], runs: dict[str, RunConfig]) -> 
     return done
 
 
-_DATA: dict[str, Any] = {}  # the data set loaded in this process, by path
-
-
-def _load_data(path: str):
-    from stnlab.data import load
-
-    if path not in _DATA:
-        _DATA.clear()
-        _DATA[path] = load(path)
-    return _DATA[path]
-
-
-def _run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train (or resume) one job, in this process or a worker; returns its summary.
-
-    With a ``queue`` (parallel workers), each record goes there as (run name, record).
-    """
-    from stnlab.training import train
-
-    data = _load_data(spec["data_path"])
-    q, name = spec.get("queue"), Path(spec["out_dir"]).name
-    on_record = [lambda record: q.put((name, record))] if q is not None else []
-    res = train(spec["run"], data, spec["out_dir"], resume=True, progress=spec["progress"],
-                on_record=on_record)  # fmt: skip
-    return res.summary
+def survey(config: ExperimentConfig, out: str | os.PathLike) -> dict[str, int]:
+    """Epochs already trained by each unfinished run of ``config`` in ``out`` (finished runs
+    left out), after checking every file that resuming reads; writes nothing."""
+    folder, jobs = ExperimentDir(out), plan(config)
+    _check_out(config, folder)
+    return _survey(folder, jobs, {job.name: run_config(config, job) for job in jobs})
 
 
 def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
@@ -175,7 +212,7 @@ def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]
         if not path.is_file():
             log(f"making {config.data.describe()} -> {path}")
             save(config.data.dataset(), path)
-    config.check_train_size(len(_load_data(str(path)).y_train))
+    config.check_train_size(len(execution.load_data(str(path)).y_train))
     return path
 
 
@@ -197,46 +234,44 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run every job of ``config`` not already finished under ``out``; write results and summary.
 
-    Every file that resuming reads is checked before anything is written.
+    Every file that resuming reads is checked before anything is written. A run that fails
+    by itself (a diverged loss, say) is reported once and listed in the result's ``failed``;
+    the others go on.
 
     Args:
-        config: the experiment (already checked by its ``__post_init__``).
+        config: the experiment (already checked by its ``__post_init__``); ``config.cluster``
+            sends the runs to a Dask cluster, else they train on this machine.
         out: the experiment's folder; run NAME trains in ``out/runs/NAME``.
         workers: parallel worker processes (``None``: ``config.workers``).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``None``: ``config.train.device``).
-        progress: progress bars (one per run in sequence; one overall bar with workers).
+        progress: progress bars (one per run in sequence; one overall bar otherwise).
         log: where progress lines go.
 
     Raises:
-        UserError: anything found wrong before training starts (a ConfigError, DataError
-            or RunFolderError).
+        UserError: anything found wrong before training starts (a ConfigError, DataError,
+            RunFolderError, or a ClusterError: no Dask, no scheduler at the address).
+        KeyboardInterrupt: after stopping the runs (their folders stay resumable).
     """
-    from stnlab.training import resolve_device
-
     t0 = time.perf_counter()
     config = _override(config, workers, device)
     folder, jobs = ExperimentDir(out), plan(config)
-    workers = min(config.workers, len(jobs))
-    device = resolve_device(config.train.device)
-    threads = max(1, cpu_count() // workers)
-    runs = {job.name: run_config(config, job, device, threads) for job in jobs}
-    _check_out(config, folder)
-    done = _survey(folder, jobs, runs)
+    done = survey(config, out)
+    todo = [job for job in jobs if job.name in done]
+    where = place(config, len(todo))
     folder.path.mkdir(parents=True, exist_ok=True)
     data_path = prepare_data(config, folder.path, log)
     folder.write_record(config.to_dict(), reuses_budgets(config), data_path)
-    todo = [job for job in jobs if job.name in done]
     skipped = [job.name for job in jobs if job.name not in done]
-    for line in _plan_lines(config, jobs, skipped, workers, threads, device):
+    for line in _plan_lines(config, jobs, skipped, where):
         log(line)
-    specs = [{"run": runs[j.name], "out_dir": str(folder.run(j.name).path),
-              "data_path": str(data_path), "progress": progress} for j in todo]  # fmt: skip
-    _train_jobs(config, folder, todo, specs, workers, sum(done.values()), progress, log)
+    tasks = [Task(j.name, run_config(config, j, where.device, where.threads),
+                  folder.run(j.name).path.resolve(), done[j.name]) for j in todo]  # fmt: skip
+    failed = _train_tasks(config, folder, todo, tasks, where, data_path, progress, log)
     rows = collect_rows(folder, jobs)
-    _write_outcome(config, folder, rows)
-    trained = [job.name for job in todo]
+    _write_outcome(config, folder, rows, failed)
+    trained = [job.name for job in todo if job.name not in {f.name for f in failed}]
     return ExperimentResult(folder.path, jobs, trained, skipped, rows, reuses_budgets(config),
-                            time.perf_counter() - t0)  # fmt: skip
+                            time.perf_counter() - t0, failed)  # fmt: skip
 
 
 def _override(config: ExperimentConfig, workers: int | None, device: str | None):
@@ -248,26 +283,41 @@ def _override(config: ExperimentConfig, workers: int | None, device: str | None)
     return config
 
 
-def _train_jobs(config, folder, todo, specs, workers, done, progress, log) -> None:
-    """Train the jobs left, in this process or in ``workers`` worker processes."""
-    if workers == 1 or len(todo) <= 1:
-        for i, (job, spec) in enumerate(zip(todo, specs, strict=True)):
-            log(f"[{i + 1}/{len(todo)}] {job.name}: {job.epochs} epochs")
-            _log_done(job, _run_job(spec), folder, log)
-    else:
-        _run_parallel(*_longest_first(config, todo, specs), workers, done, folder, progress, log)
+def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -> list[Failure]:
+    """Train the tasks where ``where`` says; returns the runs that failed."""
+    by_name = {job.name: job for job in todo}
+    several = where.cluster is not None or len(where.devices) > 1
+    reporter = Reporter(tasks, lambda name, summary: _log_done(by_name[name], summary, folder, log),
+                        log, bar=progress and several and bool(tasks))  # fmt: skip
+    try:
+        if not tasks:
+            pass
+        elif not several:
+            execution.train_here(tasks, data_path, reporter, progress)
+        else:
+            tasks = _longest_first(config, tasks, by_name)
+            if where.cluster is not None:
+                shared = {"auto": None, "yes": True, "no": False}[config.shared_fs]
+                execution.train_on_cluster(tasks, data_path, where.cluster, shared,
+                                           folder.path.resolve(), reporter)  # fmt: skip
+            else:
+                execution.train_in_pool(tasks, data_path, where.devices, reporter)
+    finally:
+        reporter.close()
+    return reporter.failures
 
 
-def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows) -> None:
-    """results.csv and summary.md."""
+def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed=()) -> None:
+    """results.csv and summary.md (which names the runs that failed)."""
     folder.write_results(rows)
-    notes = [f"Data: {config.data.describe()}.", _how(config) + "."]
+    notes = [f"Data: {config.data.describe()}.", path_taken(config) + "."]
+    notes += [f"Run {f.name} failed: {f.message}." for f in failed]
     title = f"Experiment `{config.name}`: test accuracy"
     comparisons = results.compare(folder, rows) if rows else None
     folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
 
 
-def _how(config: ExperimentConfig) -> str:
+def path_taken(config: ExperimentConfig) -> str:
     """Which path the experiment takes (budget reuse or separate runs), and why."""
     t = config.train
     setting = f"batch {t.batch_size}, Adam lr {t.lr:g}, {config.model.size}-size models"
@@ -285,7 +335,7 @@ def _how(config: ExperimentConfig) -> str:
 def describe_plan(config: ExperimentConfig) -> str:
     """The runs an experiment needs, one line each, after the path it takes."""
     jobs = plan(config)
-    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {_how(config)}."]
+    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
     lines.append(f"data: {config.data.describe()}")
     for job in jobs:
         at = ", ".join(map(str, job.budgets))
@@ -295,14 +345,11 @@ def describe_plan(config: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def _plan_lines(config, jobs, skipped, workers, threads, device) -> list[str]:
-    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {_how(config)}."]
+def _plan_lines(config, jobs, skipped, where: Placement) -> list[str]:
+    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
     if skipped:
         lines.append(f"resuming: {len(skipped)} finished runs skipped ({', '.join(skipped)})")
-    mode = "in sequence" if workers == 1 else f"in {workers} worker processes"
-    n = len(jobs) - len(skipped)
-    each = f"{threads} thread{'s' * (threads > 1)} each"
-    lines.append(f"training {n} runs {mode} on {device}, {each}")
+    lines.append(where.describe(len(jobs) - len(skipped)))
     return lines
 
 
@@ -314,54 +361,13 @@ def _log_done(job: Job, summary: dict[str, Any], folder: ExperimentDir, log) -> 
     log(f"done {job.name} in {summary['train_seconds']:.0f} s; test accuracy after epochs {accs}")
 
 
-def _longest_first(config: ExperimentConfig, jobs: list[Job], specs: list[dict]):
-    """Jobs and specs ordered by a cost guess (epochs × parameters), so workers end together."""
+def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]):
+    """The tasks ordered by a cost guess (epochs × parameters), so workers end together."""
     from stnlab import models
 
     size = {m: models.count_parameters(models.create(replace(config.model, name=m)))
             for m in config.models}  # fmt: skip
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].epochs * size[jobs[i].model])
-    return [jobs[i] for i in order], [specs[i] for i in order]
-
-
-def _run_parallel(todo, specs, workers: int, done: int, folder, progress: bool, log) -> None:
-    """Run jobs in spawned worker processes; one overall bar moves with the epochs they report."""
-    from tqdm.auto import tqdm
-
-    context = get_context("spawn")
-    total = sum(job.epochs for job in todo)
-    bar = tqdm(total=total, initial=done, disable=not progress, unit="epoch", desc="all runs",
-               dynamic_ncols=True)  # fmt: skip
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
-        records = manager.Queue()  # (run name, record) from every worker's train()
-        futures = {pool.submit(_run_job, {**spec, "queue": records, "progress": False}): job
-                   for job, spec in zip(todo, specs, strict=True)}  # fmt: skip
-        pending = set(futures)
-        try:
-            while pending:
-                _advance(bar, records)
-                for f in [f for f in pending if f.done()]:
-                    pending.discard(f)
-                    summary = f.result()  # re-raises a worker's error here
-                    bar.clear()
-                    _log_done(futures[f], summary, folder, log)
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-        finally:
-            bar.close()
-
-
-def _advance(bar, records, wait: float = 0.2) -> None:
-    """Move the bar one step per ``train`` record waiting in the queue."""
-    try:
-        item = records.get(timeout=wait)
-        while True:
-            bar.update(item[1]["event"] == "train")
-            item = records.get_nowait()
-    except queue.Empty:
-        pass
+    return sorted(tasks, key=lambda t: -jobs[t.name].epochs * size[jobs[t.name].model])
 
 
 def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, Any]]:

@@ -3,8 +3,8 @@
 :func:`train` emits one stream of per-epoch records (a ``train`` record per epoch, an
 ``eval`` record per evaluated split); each goes to the run folder's metrics.jsonl and
 to every ``on_record`` callback. The run folder (:mod:`stnlab.rundir`) also gets the
-config, a checkpoint after every epoch and, at the end, the final weights, per-sample
-test predictions at every evaluated epoch and a summary.
+config, a checkpoint now and then (:func:`checkpoint_due`) and, at the end, the final
+weights, per-sample test predictions at every evaluated epoch and a summary.
 
 Example:
     >>> from stnlab.config import ModelConfig, RunConfig, TrainConfig
@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "Precision",
     "Record",
     "TrainResult",
+    "checkpoint_due",
     "epoch_batches",
     "loss",
     "lr_factor",
@@ -154,6 +156,7 @@ class _Progress:
     epoch: int = 0
     train_seconds: float = 0.0
     evaluations: dict[int, dict[str, Evaluation]] = field(default_factory=dict)
+    saved: int = 0  # the epoch of the last checkpoint
 
 
 def train(
@@ -329,10 +332,17 @@ def _restore(folder: RunDir, writes, run, model, optimizer, precision, device) -
                              "delete it to start the run over") from None  # fmt: skip
     if writes:  # drop the lines of an epoch cut short
         folder.rewind_metrics(ck.metrics_bytes)
-    return _Progress(ck.epoch, ck.train_seconds, evaluations)
+    return _Progress(ck.epoch, ck.train_seconds, evaluations, saved=ck.epoch)
 
 
 # ----------------------------------------------------------------------------- the epochs
+
+
+def checkpoint_due(cfg: TrainConfig, epoch: int, since_last: float) -> bool:
+    """Whether to checkpoint after ``epoch``, ``since_last`` seconds after the last checkpoint
+    (or the start): every ``checkpoint_every`` seconds, and after each ``eval_at`` epoch (a
+    budget) and the last. On a GPU an epoch can take less time than its checkpoint."""
+    return epoch == cfg.epochs or epoch in cfg.eval_at or since_last >= cfg.checkpoint_every
 
 
 def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, folder, progress):
@@ -342,6 +352,8 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
     model.to(memory_format=torch.channels_last)
     x = data.x_train.to(device).contiguous(memory_format=torch.channels_last)
     y = data.y_train.to(device)
+    held = _on_device(data, device)  # the evaluated splits, copied to the device once
+    saved_at = time.monotonic()
     net = DistributedDataParallel(model) if dist.enabled else model
     net = torch.compile(net) if cfg.compile else net
     iters, due = n // cfg.batch_size, set(cfg.eval_epochs())
@@ -352,7 +364,7 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             record = _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar)
             if not math.isfinite(record["loss"]):
-                kept = f"the checkpoint of epoch {state.epoch} is kept" if state.epoch and folder \
+                kept = f"the checkpoint of epoch {state.saved} is kept" if state.saved and folder \
                     else "nothing saved"  # fmt: skip
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {record['loss']} in epoch {epoch}; {kept}"
@@ -360,26 +372,37 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
             state.train_seconds += record["seconds"]
             emit(record)
             if epoch in due and dist.is_main:
-                state.evaluations[epoch] = _evaluate(model, data, epoch, state, cfg, emit)
+                state.evaluations[epoch] = _evaluate(model, held, epoch, state, cfg, emit)
             thetas = probe.records(model, epoch) if probe is not None else []  # every rank
             for theta in thetas:
                 emit(theta)
-            if folder is not None:
+            stop = cfg.stop_on_collapse and epoch < cfg.epochs and thetas
+            collapsed = monitor.collapsed(thetas, run.model.name) if stop else []
+            if folder is not None and (
+                collapsed or checkpoint_due(cfg, epoch, time.monotonic() - saved_at)
+            ):
                 folder.save_checkpoint(_checkpoint(run, epoch, state, model, optimizer,
                                                    precision, device, folder))  # fmt: skip
-            state.epoch = epoch  # the last good checkpoint
-            _stop_on_collapse(cfg, epoch, monitor.collapsed(thetas, run.model.name), folder)
+                saved_at, state.saved = time.monotonic(), epoch
+            state.epoch = epoch
+            _stop_on_collapse(epoch, collapsed, folder)
 
 
-def _stop_on_collapse(cfg: TrainConfig, epoch: int, collapsed: list[str], folder) -> None:
-    """End the run (an error) after an epoch with a collapsed transformer, if asked to and
-    epochs are left; the epoch's checkpoint is saved first, so ``--resume`` goes on."""
-    if cfg.stop_on_collapse and collapsed and epoch < cfg.epochs:
+def _stop_on_collapse(epoch: int, collapsed: list[str], folder) -> None:
+    """End the run (an error) after an epoch with a collapsed transformer; the caller saved
+    the epoch's checkpoint first, so ``--resume`` goes on."""
+    if collapsed:
         kept = f"the checkpoint of epoch {epoch} is kept" if folder is not None else "no folder"
         raise TransformerCollapsedError(
             f"stopped after epoch {epoch} (stop_on_collapse): {'; '.join(collapsed)} looks "
             f"collapsed; {kept}: resume without stop_on_collapse to go on"
         )
+
+
+def _on_device(data: Any, device: torch.device) -> SimpleNamespace:
+    """The valid and test splits on ``device``, so evaluations do not copy them each time."""
+    return SimpleNamespace(**{f"{a}_{s}": getattr(data, f"{a}_{s}").to(device)
+                              for s in ("valid", "test") for a in "xy"})  # fmt: skip
 
 
 def _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar) -> Record:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import queue
 import time
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 EVENT_WAIT_SECONDS = 5.0  # how long a finished job's last events may lag behind its result
+STOP_WAIT_SECONDS = 60.0  # after an interrupt, how long to wait for running jobs to stop
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -56,8 +60,46 @@ def parse_address(address: str) -> tuple[str, Any]:
             raise ClusterError(f"cluster {address!r}: no such scheduler file")
         return "file", address
     raise ClusterError(
-        f"unknown cluster {address!r}; use local:N, tcp://HOST:PORT or a scheduler file (.json)"
+        f"cluster {address!r}: unknown form; use local:N, tcp://HOST:PORT or a scheduler file "
+        "(.json)"
     )
+
+
+class _SlowExit(logging.Filter):
+    """Drops the nanny's warning that a worker took over 4 s to exit (it is then killed):
+    a worker that imported torch often does on a busy machine, at the end of ``local:N``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "still alive after" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_local() -> Iterator[None]:
+    """A ``local:N`` cluster without noise that asks nothing of the user: the slow-exit
+    warning, and the notice that another Dask on this machine holds the HTTP port (8787)."""
+    logger, only = logging.getLogger("distributed.nanny"), _SlowExit()
+    logger.addFilter(only)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Port 8787 is already in use", UserWarning)
+            yield
+    finally:
+        logger.removeFilter(only)
+
+
+@contextmanager
+def _environ_kept() -> Iterator[None]:
+    """Give this process its environment back after a ``local:N`` cluster: Dask's nanny sets
+    its workers' variables (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS=1, ...) in the parent's
+    ``os.environ``, where every process started later would inherit them (a local pool's
+    workers would then train up to 1.7× slower, see stnlab.cluster.worker)."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
 
 
 @contextmanager
@@ -74,6 +116,8 @@ def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
     dist = distributed()
     if kind == "local":
         with (
+            _environ_kept(),
+            _quiet_local(),
             dist.LocalCluster(n_workers=where, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster,
             dist.Client(cluster) as client,
@@ -142,9 +186,9 @@ def _check_resources(client: Any, resources: Mapping[str, float] | None) -> None
 class _Collector:
     """The client's side of a run: receives events, settles finished jobs, cancels on Ctrl-C."""
 
-    def __init__(self, client: Any, on_event, on_done, event_wait: float):
+    def __init__(self, client: Any, tag: str, on_event, on_done, event_wait: float):
         self.client, self.on_event, self.on_done = client, on_event, on_done
-        self.event_wait = event_wait
+        self.tag, self.event_wait = tag, event_wait  # the tag ends each job's task key
         self.events: queue.Queue[Record] = queue.Queue()
         self.counts: Counter[str] = Counter()  # events received per attempt
 
@@ -204,6 +248,25 @@ class _Collector:
             distributed().Event(name, client=self.client).set()
         with suppress(Exception):
             self.client.cancel(futures)
+        self.wait_stopped(STOP_WAIT_SECONDS)
+
+    def wait_stopped(self, timeout: float) -> None:
+        """Wait until no worker runs a job of this call any more (at most ``timeout`` s): a
+        cancelled job still writing its shared folder could spoil the next command's resume."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not any(self.client.run(_running, self.tag).values()):
+                    return
+            except Exception:  # the scheduler or the workers are gone: nothing runs there
+                return
+            time.sleep(0.2)
+
+
+def _running(tag: str, dask_worker: Any = None) -> int:
+    """How many jobs of a run_jobs call (``tag``) this worker's threads run. A cancelled
+    task's thread goes on until its job's next cancel check, after Dask forgot the task."""
+    return sum(str(key).endswith(f"-{tag}") for key in list(dask_worker.active_threads.values()))
 
 
 def _share(client: Any, data: Any, name: str) -> None:
@@ -268,7 +331,7 @@ def run_jobs(
     run = Run(str(token_path), token, shared, f"stnlab-events-{tag}", f"stnlab-cancel-{tag}",
               gpu=bool(resources and resources.get("GPU")),
               data=f"stnlab-data-{tag}" if data is not None else None, load=load)  # fmt: skip
-    collector = _Collector(client, on_event, on_done, event_wait)
+    collector = _Collector(client, tag, on_event, on_done, event_wait)
     try:
         client.subscribe_topic(run.topic, collector.receive)
         if data is not None:

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from stnlab.atomic import atomic_write
+from stnlab.errors import UserError
 
 __all__ = [
     "INSTALL_HINT",
@@ -30,7 +31,7 @@ TOKEN_PREFIX = ".stnlab-cluster-"  # the token file in the experiment folder, re
 Record = dict[str, Any]  # one per-epoch record (msgpack-able: what metrics.jsonl holds)
 
 
-class ClusterError(ValueError):
+class ClusterError(UserError, ValueError):
     """A cluster that cannot be used (no Dask, a bad address, no suitable worker)."""
 
 
