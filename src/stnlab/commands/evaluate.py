@@ -22,9 +22,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
 
+def load_split(path: str, split: str, model) -> tuple:
+    """Images and labels of ``split`` in the data file ``path``, checked against the model's
+    input; a :class:`DataError` naming the file otherwise."""
+    from stnlab.data import load
+
+    if not Path(path).is_file():
+        raise DataError(f"no data file {path!r}")
+    x, y = load(path).split(split)
+    expected = (model.config.in_channels, *model.in_size)
+    if tuple(x.shape[1:]) != expected:
+        raise DataError(f"{path} has images {tuple(x.shape[1:])}, but the model takes "
+                        f"{expected}")  # fmt: skip
+    if len(x) == 0:
+        raise DataError(f"the {split} split of {path} is empty")
+    return x, y
+
+
 def run(args: argparse.Namespace) -> int:
     from stnlab import models
-    from stnlab.data import load
     from stnlab.training import evaluate, resolve_device
 
     if args.batch_size <= 0:
@@ -33,13 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"no data file {args.data!r}")
     device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
     model = models.load(args.run_dir).to(device)
-    x, y = load(args.data).split(args.split)
-    expected = (model.config.in_channels, *model.in_size)
-    if tuple(x.shape[1:]) != expected:
-        raise DataError(f"{args.data} has images {tuple(x.shape[1:])}, but the model takes "
-                        f"{expected}")  # fmt: skip
-    if len(x) == 0:
-        raise DataError(f"the {args.split} split of {args.data} is empty")
+    x, y = load_split(args.data, args.split, model)
     ev = evaluate(model, x, y, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({"split": args.split, "n": len(y), **ev.to_dict()}))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from stnlab.cli import add_options, given
 from stnlab.config import EVAL_BATCH, SPLITS, TrainConfig
-from stnlab.errors import CommandError, DataError
+from stnlab.errors import CommandError
 
 HELP = "print what each spatial transformer of a trained run does (θ statistics on a data file)"
 
@@ -50,18 +49,9 @@ def _table(figures: list[str], summary: dict[str, float]) -> list[str]:
 
 def _images(args: argparse.Namespace, model):
     """The chosen split's images, checked against the model's input."""
-    from stnlab.data import load
+    from stnlab.commands.evaluate import load_split
 
-    if not Path(args.data).is_file():
-        raise DataError(f"no data file {args.data!r}")
-    x, _ = load(args.data).split(args.split)
-    expected = (model.config.in_channels, *model.in_size)
-    if tuple(x.shape[1:]) != expected:
-        raise DataError(f"{args.data} has images {tuple(x.shape[1:])}, but the model takes "
-                        f"{expected}")  # fmt: skip
-    if len(x) == 0:
-        raise DataError(f"the {args.split} split of {args.data} is empty")
-    return x
+    return load_split(args.data, args.split, model)[0]
 
 
 def run(args: argparse.Namespace) -> int:
