@@ -11,23 +11,12 @@ No assertions on time.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import time_s
 
 from stnlab.data import VARIANTS, load_pools, make_cluttered, make_dataset, sources
 from stnlab.data.make import DEFAULT_SIZES
-
-
-def time_s(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

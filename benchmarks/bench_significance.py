@@ -11,22 +11,11 @@ predictions at about 97% accuracy. No assertions on time.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import time_s
 
 from stnlab.significance import _column_patterns, accuracy_difference
-
-
-def time_s(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def literal(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
