@@ -38,7 +38,10 @@ MODES = ("here", "pool", "cluster")
 
 def config_for(mode: str, args: argparse.Namespace, data: Path):
     """The experiment of ``mode``: in this process, ``args.workers`` processes or local:N."""
-    where = {"here": {"workers": 1}, "pool": {"workers": args.workers},
+    pool = {"workers": args.workers}
+    if args.device.startswith("cuda"):  # the pool's processes share the GPU: runs_per_gpu
+        pool["runs_per_gpu"] = args.workers
+    where = {"here": {"workers": 1}, "pool": pool,
              "cluster": {"cluster": f"local:{args.workers}"}}[mode]  # fmt: skip
     return ex.preset(
         "demo", budgets=args.budgets, iterations=args.train // args.batch,

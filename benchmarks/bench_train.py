@@ -4,10 +4,12 @@ Times the training step of :mod:`stnlab.training` (on-device batch gather, forwa
 cross-entropy, backward, Adam) for each model × size preset and prints a table. The
 "plain" column is a textbook eager loop (default Adam, NCHW, a ``.item()`` each step)
 for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled" adds
-``torch.compile`` (its compile time is reported apart, not counted in the rate).
+``torch.compile`` (its compile time is reported apart, not counted in the rate); "amp" is
+the eager step under autocast, as ``stnlab train`` runs on CUDA by default (bfloat16).
 
     python benchmarks/bench_train.py                    # everything, 2 threads
     python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
+    python benchmarks/bench_train.py --device cuda --modes plain eager amp --steps 50
 
 Figures on a shared machine are noisy: compare columns of one run, not runs; with
 ``--threads 1 --clock cpu`` the rate counts this process's CPU time only.
@@ -25,7 +27,8 @@ from stnlab import models
 from stnlab.config import TrainConfig
 from stnlab.training import _optimizer
 
-MODES = ("plain", "eager", "compiled")
+MODES = ("plain", "eager", "amp", "compiled")
+DEFAULT_MODES = ("plain", "eager", "compiled")  # amp: CUDA's default, slow on most CPUs
 
 
 def make_step(model, mode: str, x, y, batch: int):
@@ -38,12 +41,14 @@ def make_step(model, mode: str, x, y, batch: int):
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
         net = torch.compile(model) if mode == "compiled" else model
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(x.device).manual_seed(0)
+    amp = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mode == "amp")
 
     def step():
-        idx = torch.randint(len(x), (batch,), generator=g)
+        idx = torch.randint(len(x), (batch,), generator=g, device=x.device)
         xb, yb = x[idx], y[idx]
-        loss = F.cross_entropy(net(xb), yb)
+        with amp:
+            loss = F.cross_entropy(net(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -56,13 +61,16 @@ def make_step(model, mode: str, x, y, batch: int):
 def measure(name: str, size: str, mode: str, args) -> tuple[float, float]:
     """(images per second, seconds of warm-up including any compilation)."""
     torch.manual_seed(0)
-    model = models.create(name, size=size).train()
-    x = torch.rand(2000, 1, 40, 40)
-    y = torch.randint(0, 10, (2000,))
+    device = torch.device(args.device)
+    model = models.create(name, size=size).train().to(device)
+    x = torch.rand(2000, 1, 40, 40, device=device)
+    y = torch.randint(0, 10, (2000,), device=device)
     step = make_step(model, mode, x, y, args.batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     t0 = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    sync()
     warm = time.perf_counter() - t0
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     best = 0.0
@@ -70,6 +78,7 @@ def measure(name: str, size: str, mode: str, args) -> tuple[float, float]:
         t0 = clock()
         for _ in range(args.steps):
             step()
+        sync()
         best = max(best, args.steps * args.batch / (clock() - t0))
     return best, warm
 
@@ -78,7 +87,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["cnn", "stn", "mstn"])
     p.add_argument("--sizes", nargs="+", default=["default", "tf-example"])
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -88,7 +98,9 @@ def main() -> None:
                    help="cpu: images per CPU-second, steadier on a busy machine")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"torch {torch.__version__} on {where}, {torch.get_num_threads()} threads, "
+          f"batch {args.batch}, "
           f"images per {args.clock} second")  # fmt: skip
     head = f"{'model':<6}{'size':<12}{'params':>10}"
     head += "".join(f"{m + ' img/s':>16}" for m in args.modes)
