@@ -59,7 +59,7 @@ def test_help_comes_from_the_config_fields(capsys):
     for f in fields(TrainConfig):
         if f.metadata["cli"]:
             assert " ".join(f.metadata["help"].split()) in text, f.name
-    assert "--amp, --no-amp" in text and "off on CPU" in text
+    assert "--amp, --no-amp" in text and "default: off" in text
 
 
 def test_train_with_amp_on_cpu(capsys, tmp_path, data_file):

@@ -67,9 +67,10 @@ def test_loc_lr_makes_its_own_param_group():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
 
 
-def test_precision_is_off_on_cpu_unless_asked_and_then_bfloat16():
+def test_precision_is_off_unless_asked_and_then_bfloat16():
     cpu = torch.device("cpu")
     assert not Precision.of(TrainConfig(), cpu).enabled
+    assert not Precision.of(TrainConfig(), torch.device("cuda")).enabled  # float32 is faster
     on = Precision.of(TrainConfig(amp=True), cpu)
     assert on.enabled and on.dtype == torch.bfloat16 and not on.scaler.is_enabled()
     assert not Precision.of(TrainConfig(amp=False), cpu).enabled

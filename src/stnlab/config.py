@@ -313,8 +313,8 @@ class TrainConfig(Config):
                                       "budgets)", cli=False)  # fmt: skip
     device: str = option("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N")
     amp: bool | None = option(None, "mixed precision (bfloat16 autocast; float16 with loss "
-                              "scaling on GPUs without bfloat16); default: on for CUDA, off "
-                              "on CPU")  # fmt: skip
+                              "scaling on GPUs without bfloat16); default: off, as these "
+                              "small models train faster in float32, on GPUs too")  # fmt: skip
     compile: bool = option(False, "torch.compile the model (pays off for long runs)")
     threads: int | None = option(None, "CPU threads of this process (default: torch's)")
     theta_images: int = option(200, "after each epoch, record every transformer's θ statistics "

@@ -142,8 +142,9 @@ class Precision:
 
     @classmethod
     def of(cls, cfg: TrainConfig, device: torch.device) -> Precision:
-        """``cfg.amp``, or by default on for CUDA and off for CPU."""
-        enabled = device.type == "cuda" if cfg.amp is None else cfg.amp
+        """``cfg.amp``; off by default, on CUDA too: these small models train faster in
+        float32 there (benchmarks/bench_train.py's ``amp`` column)."""
+        enabled = bool(cfg.amp)
         fp16 = enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
         dtype = torch.float16 if fp16 else torch.bfloat16
         return cls(enabled, dtype, torch.amp.GradScaler("cuda", enabled=fp16))
