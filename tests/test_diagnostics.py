@@ -463,7 +463,7 @@ def summary_of(a: list[list[float]], n: int = 5) -> dict[str, float]:
 
 
 def test_five_times_zoom_out_is_one_zoomed_out_warning():
-    found = D.collapse(summary_of([[5, 0, 0], [0, 5, 0]]), "stn transformers.0", epoch=4)
+    found = D.collapse(summary_of([[5, 0, 0], [0, 5, 0]]), "stn transformers.0", step=200)
     assert list(found) == ["zoomed_out"]  # its off-image points are part of the same warning
     text = found["zoomed_out"]
     assert "\n" not in text
@@ -490,15 +490,15 @@ def test_sliding_off_the_image_is_off_image():
     assert D.collapse(summary_of([[1, 0, 1.4], [0, 1, 0]]), "t") == {}  # 70%: not enough
 
 
-def test_frozen_at_the_identity_only_after_the_first_epochs():
+def test_frozen_at_the_identity_only_after_the_first_steps():
     identity = summary_of([[1, 0, 0], [0, 1, 0]])
     assert D.collapse(identity, "t") == {}
-    assert D.collapse(identity, "t", epoch=D.FROZEN_FROM_EPOCH - 1) == {}
-    found = D.collapse(identity, "stn transformers.0", epoch=D.FROZEN_FROM_EPOCH)
+    assert D.collapse(identity, "t", step=D.FROZEN_FROM_STEP - 1) == {}
+    found = D.collapse(identity, "stn transformers.0", step=D.FROZEN_FROM_STEP)
     assert list(found) == ["frozen"]
     assert "higher --loc-lr" in found["frozen"]
     moving = summary_of([[0.9, 0.05, 0.1], [0, 0.9, 0.05]])
-    assert D.collapse(moving, "t", epoch=10) == {}
+    assert D.collapse(moving, "t", step=500) == {}
 
 
 # --------------------------------------------------------------------------- bad input
@@ -563,7 +563,7 @@ def test_a_transformer_that_never_leaves_its_initial_zoom_is_frozen():
     assert st.init_zoom != 1
     (summary,) = D.summarize_model(model, torch.rand(4, 1, 40, 40)).values()
     assert summary["start_distance_px_p90"] < 1e-5 < 1 < summary["identity_distance_px_p90"]
-    found = D.collapse(summary, "stn transformers.0", epoch=D.FROZEN_FROM_EPOCH)
+    found = D.collapse(summary, "stn transformers.0", step=D.FROZEN_FROM_STEP)
     assert list(found) == ["frozen"] and "frozen at its initial warp" in found["frozen"]
     without_start = {k: v for k, v in summary.items() if not k.startswith("start_")}
-    assert D.collapse(without_start, "t", epoch=D.FROZEN_FROM_EPOCH) == {}  # older records
+    assert D.collapse(without_start, "t", step=D.FROZEN_FROM_STEP) == {}  # older records

@@ -51,13 +51,14 @@ def test_theta_records_are_the_statistics_of_the_first_validation_images(tiny_da
     assert [(r["epoch"], r["transformer"]) for r in thetas] == [
         (1, "transformers.0"), (1, "transformers.1")
     ]  # fmt: skip
+    assert {r["step"] for r in thetas} == {len(tiny_data.y_train) // 200}  # one epoch's steps
     # The last epoch's records are the diagnostics of the final model on x_valid[:50]
     # (to float32 rounding: training runs the model in channels-last memory order).
     expected = diagnostics.summarize_model(res.model, tiny_data.x_valid[:50])
     for r in thetas[-2:]:
         mine = {k: v for k, v in r.items() if k in expected[r["transformer"]]}
         assert mine == pytest.approx(expected[r["transformer"]], rel=1e-5, abs=1e-6)
-        assert r["collapse"] == list(diagnostics.collapse(r, "x", 1))  # [] for a healthy run
+        assert r["collapse"] == list(diagnostics.collapse(r, "x", r["step"]))  # [] here: healthy
 
 
 def test_the_statistics_do_not_change_training(tiny_data):
@@ -128,3 +129,18 @@ def test_warnings_skip_what_earlier_records_warned():
     warn({"event": "theta", "epoch": 2, "transformer": "transformers.1", **zoomed})
     warn({"event": "train", "epoch": 2})
     assert len(lines) == 1 and "stn transformers.1 looks collapsed (zoomed out)" in lines[0]
+
+
+def test_frozen_is_judged_by_optimizer_steps_not_epochs():
+    """Epoch 3 of a run with 10 batches an epoch is 30 steps: too early to call a transformer
+    that has not moved frozen; the same record after FROZEN_FROM_STEP steps is."""
+    lines: list[str] = []
+    warn = monitor.CollapseWarnings("stn", write=lines.append)
+    still = {"event": "theta", "transformer": "transformers.0", "area_ratio_median": 0.49,
+             "outside_fraction_median": 0.0, "start_distance_px_p90": 0.1}  # fmt: skip
+    warn({**still, "epoch": 3, "step": 30})
+    warn({**still, "epoch": 4})  # an older record without steps: never called frozen
+    assert lines == []
+    warn({**still, "epoch": 15, "step": diagnostics.FROZEN_FROM_STEP})
+    assert len(lines) == 1 and "frozen at its initial warp" in lines[0]
+    assert f"after {diagnostics.FROZEN_FROM_STEP} steps" in lines[0]

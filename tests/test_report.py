@@ -37,7 +37,7 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small",
         for split in ("valid", "test"):
             run.append({"event": "eval", "epoch": e, "split": split, "loss": 1.0 / e,
                         "accuracy": 0.2 * e + 0.01 * seed, "train_seconds": 1.0 * e})  # fmt: skip
-        for record in probe.records(m, e) if probe is not None else []:
+        for record in probe.records(m, e, 50 * e) if probe is not None else []:
             run.append(record)
     labels = data.y_test.numpy()
     wrong = rng.random((len(EPOCHS), len(labels))) < 0.3

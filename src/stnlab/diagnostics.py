@@ -39,7 +39,7 @@ __all__ = [
     "AREA_RATIO_MAX",
     "AREA_RATIO_MIN",
     "FROZEN_DISTANCE_PX",
-    "FROZEN_FROM_EPOCH",
+    "FROZEN_FROM_STEP",
     "OUTSIDE_MAX",
     "QUANTILES",
     "REMEDIES",
@@ -81,7 +81,9 @@ OUTSIDE_MAX = 0.75
 # Frozen is judged against where a transformer starts (the identity or a centred zoom,
 # SpatialTransformer.init_zoom), so the default stn's 0.7 zoom can be caught frozen too.
 FROZEN_DISTANCE_PX = 0.5  # 90% of the grids within half a pixel of the start: no learnt warp
-FROZEN_FROM_EPOCH = 3  # every transformer starts still; judge "frozen" from here on
+# Every transformer starts still; judge "frozen" after this many optimizer steps (three epochs
+# of the protocol's 50), not epochs, so runs of a few batches per epoch are not called frozen.
+FROZEN_FROM_STEP = 150
 REMEDIES = (
     "try a lower --loc-lr, a restart from the identity init, normalised inputs, or padding='border'"
 )
@@ -474,16 +476,17 @@ def _text(name: str, what: str, figure: str, remedies: str = REMEDIES) -> str:
     return f"{name} looks collapsed ({what}): {figure}; {remedies}"
 
 
-def collapse(summary: Mapping[str, float], name: str, epoch: int | None = None) -> dict[str, str]:
+def collapse(summary: Mapping[str, float], name: str, step: int | None = None) -> dict[str, str]:
     """The collapse conditions a :func:`summarize` summary meets: {condition: one-line warning}.
 
     Conditions (see the limits at the top of this module): ``zoomed_out`` (median area
     ratio > AREA_RATIO_MAX), ``zoomed_in`` (< AREA_RATIO_MIN), ``off_image`` (median
     outside fraction > OUTSIDE_MAX, unless already reported as zoomed out, which implies
-    it) and ``frozen`` (from epoch FROZEN_FROM_EPOCH on, 90% of the batch within
+    it) and ``frozen`` (after FROZEN_FROM_STEP optimizer steps, 90% of the batch within
     FROZEN_DISTANCE_PX of the transformer's initial warp, or of the identity for a summary
-    without ``start_distance_px``; needs ``epoch``). Each text is one line naming the
-    transformer (``name``, e.g. ``"stn transformers.0"``), the figure and the remedies.
+    without ``start_distance_px``; needs ``step``, the steps trained so far). Each text is
+    one line naming the transformer (``name``, e.g. ``"stn transformers.0"``), the figure and
+    the remedies.
     """
     found = {}
     area, outside = summary["area_ratio_median"], summary["outside_fraction_median"]
@@ -498,9 +501,9 @@ def collapse(summary: Mapping[str, float], name: str, epoch: int | None = None) 
         found["off_image"] = _text(name, "off the image", figure)
     start = "start_distance_px_p90" in summary
     distance = summary["start_distance_px_p90" if start else "identity_distance_px_p90"]
-    if epoch is not None and epoch >= FROZEN_FROM_EPOCH and distance < FROZEN_DISTANCE_PX:
+    if step is not None and step >= FROZEN_FROM_STEP and distance < FROZEN_DISTANCE_PX:
         where = "its initial warp" if start else "the identity"
-        figure = f"90% of the grids within {distance:.2g} px of {where} at epoch {epoch}"
+        figure = f"90% of the grids within {distance:.2g} px of {where} after {step} steps"
         remedies = "try a higher --loc-lr, or check that the localization net gets gradients"
         found["frozen"] = _text(name, f"frozen at {where}", figure, remedies)
     return found

@@ -15,7 +15,7 @@ Example:
     >>> model = models.create("stn", size="small")
     >>> probe = ThetaProbe.of(model, torch.rand(10, 1, 40, 40), 10)
     >>> [(r["transformer"], round(r["area_ratio_median"], 2), r["collapse"])
-    ...  for r in probe.records(model, 1)]  # an stn starts at a centred 0.7 zoom
+    ...  for r in probe.records(model, 1, 50)]  # an stn starts at a centred 0.7 zoom
     [('transformers.0', 0.49, [])]
 """
 
@@ -59,12 +59,13 @@ class ThetaProbe:
         device = next(model.parameters()).device
         return cls(x_valid[:count].to(device), design)
 
-    def records(self, model: nn.Module, epoch: int) -> list[Record]:
-        """One ``theta`` record per transformer: its summary and the collapse conditions met."""
+    def records(self, model: nn.Module, epoch: int, step: int) -> list[Record]:
+        """One ``theta`` record per transformer after ``epoch`` (``step`` optimizer steps in
+        all): its summary and the collapse conditions met."""
         found = diagnostics.summarize_model(model, self.images)
         return [
-            {"event": EVENT, "epoch": epoch, "transformer": name, **summary,
-             "collapse": list(diagnostics.collapse(summary, label(self.design, name), epoch))}
+            {"event": EVENT, "epoch": epoch, "step": step, "transformer": name, **summary,
+             "collapse": list(diagnostics.collapse(summary, label(self.design, name), step))}
             for name, summary in found.items()
         ]  # fmt: skip
 
@@ -101,7 +102,7 @@ class CollapseWarnings:
         if record.get("event") != EVENT:
             return
         name, epoch = record["transformer"], record["epoch"]
-        texts = diagnostics.collapse(record, label(self.design, name), epoch)
+        texts = diagnostics.collapse(record, label(self.design, name), record.get("step"))
         for condition, text in texts.items():
             if (name, condition) not in self.warned:
                 self.warned.add((name, condition))

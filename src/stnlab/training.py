@@ -374,7 +374,8 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
             emit(record)
             if epoch in due and dist.is_main:
                 state.evaluations[epoch] = _evaluate(model, held, epoch, state, cfg, emit)
-            thetas = probe.records(model, epoch) if probe is not None else []  # every rank
+            step = epoch * iters  # optimizer steps so far: "frozen" is judged by these
+            thetas = probe.records(model, epoch, step) if probe is not None else []  # every rank
             for theta in thetas:
                 emit(theta)
             stop = cfg.stop_on_collapse and epoch < cfg.epochs and thetas
