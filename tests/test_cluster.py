@@ -29,6 +29,7 @@ from stnlab.cluster import (
 )
 from stnlab.cluster import jobs as cjobs
 from stnlab.cluster import worker as cworker
+from stnlab.cluster.client import LOCAL_DASK_CONFIG
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # the workers of local:2 inherit this path
@@ -355,3 +356,16 @@ def test_cli_cluster_lost_worker_resumes_from_its_checkpoint(cli_client, tmp_pat
     assert (jobs[0].run_dir / "checkpoint.txt").read_text() == "6"
     assert set(events.epochs["job0"]) == set(range(1, 7))
     assert [a[0] for a in attempts(log)].count("job1") == 1
+
+
+def _worker_config(keys: list[str]) -> list:
+    import dask
+
+    return [dask.config.get(k) for k in keys]
+
+
+def test_local_workers_keep_their_bookkeeping_rare(local_client):
+    """local:N's workers run with LOCAL_DASK_CONFIG (they share this machine's cores)."""
+    keys = list(LOCAL_DASK_CONFIG)
+    got = local_client.run(_worker_config, keys)
+    assert len(got) == 2 and all(v == list(LOCAL_DASK_CONFIG.values()) for v in got.values())

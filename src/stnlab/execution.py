@@ -4,7 +4,8 @@ Dask cluster; each way reports the same events.
 Every way resumes each run from what its folder holds, feeds one :class:`Reporter`
 (the overall progress bar, moved by the runs' per-epoch ``train`` records; each run's
 summary as it finishes; each failed run's error, once) and lets the other runs go on
-when one fails. Interrupting (Ctrl-C) stops them all and leaves resumable folders.
+when one fails. Interrupting (Ctrl-C, or SIGTERM to this process: see stnlab.cli) stops
+them all and leaves resumable folders.
 
 * :func:`train_here`: one run after another in this process, each with its own bar.
 * :func:`train_in_pool`: spawned worker processes, each with its own device (a GPU slot
@@ -220,7 +221,20 @@ def train_in_pool(
         except BaseException:
             for f in pending:
                 f.cancel()
+            _stop_workers(pool)
             raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now, so that no run goes on training after an
+    interrupt (Ctrl-C reaches them too, a SIGTERM sent to this process alone does not);
+    each run's folder keeps its last checkpoint and resumes from it."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def _settle(future: Any, name: str, reporter: Reporter) -> None:

@@ -33,6 +33,7 @@ from stnlab.cluster.worker import attempt
 
 __all__ = [
     "EVENT_WAIT_SECONDS",
+    "LOCAL_DASK_CONFIG",
     "cluster_threads",
     "detect_shared",
     "open_client",
@@ -42,6 +43,15 @@ __all__ = [
 
 EVENT_WAIT_SECONDS = 5.0  # how long a finished job's last events may lag behind its result
 STOP_WAIT_SECONDS = 60.0  # after an interrupt, how long to wait for running jobs to stop
+# A local:N cluster's bookkeeping, made rarer: its scheduler, nannies and workers share this
+# machine's cores with the training (Dask's defaults: a 10 ms profiler, 0.5 s system monitor,
+# 0.1 s memory monitor). On 2 cores this took local:2 from 1.15x to 1.07x the process pool's
+# wall time (benchmarks/bench_experiment.py). The README gives them for `dask worker` too.
+LOCAL_DASK_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -115,9 +125,12 @@ def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
     kind, where = parse_address(address)
     dist = distributed()
     if kind == "local":
+        import dask
+
         with (
             _environ_kept(),
             _quiet_local(),
+            dask.config.set(LOCAL_DASK_CONFIG),
             dist.LocalCluster(n_workers=where, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster,
             dist.Client(cluster) as client,
