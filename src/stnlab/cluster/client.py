@@ -45,8 +45,9 @@ EVENT_WAIT_SECONDS = 5.0  # how long a finished job's last events may lag behind
 STOP_WAIT_SECONDS = 60.0  # after an interrupt, how long to wait for running jobs to stop
 # A local:N cluster's bookkeeping, made rarer: its scheduler, nannies and workers share this
 # machine's cores with the training (Dask's defaults: a 10 ms profiler, 0.5 s system monitor,
-# 0.1 s memory monitor). On 2 cores this took local:2 from 1.15x to 1.07x the process pool's
-# wall time (benchmarks/bench_experiment.py). The README gives them for `dask worker` too.
+# 0.1 s memory monitor). On 2 cores it took local:2 from 1.15x the process pool's wall time
+# to 1.07x (4,000 images) and 1.10x (make demo's size); see benchmarks/bench_experiment.py.
+# The README gives the same settings for `dask worker`.
 LOCAL_DASK_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "5s",
