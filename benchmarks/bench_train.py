@@ -5,7 +5,8 @@ cross-entropy, backward, Adam) for each model × size preset and prints a table.
 "plain" column is a textbook eager loop (default Adam, NCHW, a ``.item()`` each step)
 for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled" adds
 ``torch.compile`` (its compile time is reported apart, not counted in the rate); "amp" is
-the eager step under autocast, as ``stnlab train`` runs on CUDA by default (bfloat16).
+the eager step under bfloat16 autocast (``stnlab train --amp``; off by default, as it is
+slower for these models on CPUs and GPUs alike).
 
     python benchmarks/bench_train.py                    # everything, 2 threads
     python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
@@ -28,7 +29,7 @@ from stnlab.config import TrainConfig
 from stnlab.training import _optimizer
 
 MODES = ("plain", "eager", "amp", "compiled")
-DEFAULT_MODES = ("plain", "eager", "compiled")  # amp: CUDA's default, slow on most CPUs
+DEFAULT_MODES = ("plain", "eager", "compiled")  # amp: ask for it (very slow on most CPUs)
 
 
 def make_step(model, mode: str, x, y, batch: int):

@@ -67,7 +67,9 @@ def test_experiment_runs_log_to_their_folders(tmp_path):
             "--no-report", "--tensorboard"]  # fmt: skip
     assert main(argv) == 0
     acc = _events(tmp_path / "x" / "runs" / "stn-s0" / "tensorboard")
-    assert "theta transformers.0/area_ratio_median" in acc.Tags()["scalars"]
+    tags = acc.Tags()["scalars"]
+    assert "theta transformers.0/area_ratio_median" in tags
+    assert "theta transformers.0/step" not in tags  # the x axis, not a figure
 
 
 def test_missing_package_is_a_one_line_error(fails_with, data_file, tmp_path, monkeypatch):

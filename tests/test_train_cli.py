@@ -96,10 +96,10 @@ def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
 
 def test_evaluate_errors(fails_with, tmp_path, data_file):
     fails_with(["evaluate", str(tmp_path / "none"), "--data", str(data_file)], "no run")
-    fails_with(["evaluate", str(tmp_path), "--data", str(tmp_path / "x.npz")], "no data")
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(data_file), "--epochs", "1", "--out", str(out),
                      *FAST]) == 0  # fmt: skip
+    fails_with(["evaluate", str(out), "--data", str(tmp_path / "x.npz")], "no data file")
     other = tmp_path / "60.npz"
     save(make_dataset("60x60", sizes=(4, 4, 4)), other)
     fails_with(["evaluate", str(out), "--data", str(other)], "the model takes (1, 40, 40)")

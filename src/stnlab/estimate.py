@@ -59,7 +59,7 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     y = torch.randint(0, 10, (steps * b,), generator=g)
     data = SimpleNamespace(x_train=x, y_train=y, x_valid=x[:b], y_valid=y[:b], x_test=x[:b],
                            y_test=y[:b])  # fmt: skip
-    # Timed steps only: no θ statistics (a few steps would look "frozen"), no logs.
+    # Timed steps only: no θ statistics, no warnings, no logs.
     quiet = dict(theta_images=0, stop_on_collapse=False, tensorboard=None)
     short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=(), **quiet))
     seconds: list[float] = []

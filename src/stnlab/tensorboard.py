@@ -94,7 +94,8 @@ class TensorBoardWriter:
                            f"accuracy/{split}": record["accuracy"]}, epoch)  # fmt: skip
         elif event == EVENT:
             prefix = f"theta {record['transformer']}/"
-            figures = {k: v for k, v in record.items() if isinstance(v, Real) and k != "epoch"}
+            skip = ("epoch", "step")  # the x axis, not a figure
+            figures = {k: v for k, v in record.items() if isinstance(v, Real) and k not in skip}
             self._scalars({prefix + k: v for k, v in figures.items()}, epoch)
         self.writer.flush()  # watched live: every epoch on disk at once
 

@@ -45,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
-    if not Path(args.data).is_file():
-        raise DataError(f"no data file {args.data!r}")
     device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
     model = models.load(args.run_dir).to(device)
     x, y = load_split(args.data, args.split, model)

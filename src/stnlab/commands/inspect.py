@@ -47,15 +47,9 @@ def _table(figures: list[str], summary: dict[str, float]) -> list[str]:
     return lines
 
 
-def _images(args: argparse.Namespace, model):
-    """The chosen split's images, checked against the model's input."""
-    from stnlab.commands.evaluate import load_split
-
-    return load_split(args.data, args.split, model)[0]
-
-
 def run(args: argparse.Namespace) -> int:
     from stnlab import models, monitor
+    from stnlab.commands.evaluate import load_split
     from stnlab.diagnostics import collapse, find_transformers, measure_model, summarize
     from stnlab.training import resolve_device
 
@@ -65,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     design = model.config.name
     if not find_transformers(model):
         raise CommandError(f"model {design!r} has no spatial transformer to inspect")
-    x = _images(args, model)
+    x = load_split(args.data, args.split, model)[0]  # checked against the model's input
     device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
     model = model.to(device)
     measured = measure_model(model, x.to(device), batch_size=args.batch_size)
