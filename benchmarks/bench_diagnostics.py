@@ -3,7 +3,7 @@
 The statistics are what training will compute after each epoch:
 :func:`stnlab.diagnostics.summarize_model` on a fixed batch of 200 validation images (the
 model's forward pass, which runs the localization nets, then every transformer's figures
-and their summary) and :func:`stnlab.diagnostics.collapse`. The epoch is 50 training steps
+and their summary) and :func:`stnlab.train.monitor.collapse`. The epoch is 50 training steps
 of batch 200 on the default 40×40 data (10,000 images), written with the public API
 (Adam, cross-entropy). Both are timed side by side in one run.
 
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from stnlab import diagnostics, models
 from stnlab.data import make_dataset
+from stnlab.train import monitor
 
 
 def train_epoch(model, opt, x, y, steps: int, batch: int) -> None:
@@ -43,7 +44,7 @@ def per_epoch_statistics(model, x_fixed, name: str, epoch: int) -> dict:
     """What training will log and check after each epoch."""
     found = diagnostics.summarize_model(model, x_fixed)
     for key, summary in found.items():
-        diagnostics.collapse(summary, f"{name} {key}", epoch)
+        monitor.collapse(summary, f"{name} {key}", epoch)
     return found
 
 

@@ -3,8 +3,8 @@ LocalCluster (``--cluster local:N``), side by side (goal: the cluster at most 10
 
 Every mode trains the same demo-shaped experiment (3 designs × 5 budgets × 3 seeds by
 budget reuse: 9 runs) into a fresh folder, from one data file made first, through
-:func:`stnlab.runner.run_experiment`. Per mode it prints the wall time, the ``--plan``
-estimate made just before (:func:`stnlab.estimate.estimate`), the time spent in training
+:func:`stnlab.experiment.runner.run_experiment`. Per mode it prints the wall time, the ``--plan``
+estimate made just before (:func:`stnlab.experiment.estimate.estimate`), the time spent in training
 steps (the runs' ``train_seconds``) and the share of the slots' wall time spent outside
 training steps: starting processes or the cluster, importing torch, loading data,
 evaluating, checkpointing, and slots idle while the last runs finish.
@@ -28,10 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from stnlab import experiment as ex
-from stnlab import runner
-from stnlab.estimate import estimate
-from stnlab.expdir import ExperimentDir
+from stnlab.config import presets as ex
+from stnlab.experiment import runner
+from stnlab.experiment.estimate import estimate
+from stnlab.runs.experiment_folder import ExperimentDir
 
 MODES = ("here", "pool", "cluster")
 

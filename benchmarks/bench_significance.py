@@ -1,4 +1,4 @@
-"""Time of one significance interval (stnlab.significance.accuracy_difference) per test-set size.
+"""Time of one significance interval (stnlab.report.significance.accuracy_difference) per test-set size.
 
 Prints one row per (test images, runs per design): the median seconds of a 4,000-resample
 interval, the number of distinct correctness patterns it resamples, and the time of a
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 from timing import time_s
 
-from stnlab.significance import _column_patterns, accuracy_difference
+from stnlab.report.significance import _column_patterns, accuracy_difference
 
 
 def literal(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Training speed: images per second of cnn, stn and mstn at batch 200, eager and compiled.
 
-Times the training step of :mod:`stnlab.training` (on-device batch gather, forward,
+Times the training step of :mod:`stnlab.train.loop` (on-device batch gather, forward,
 cross-entropy, backward, Adam) for each model × size preset and prints a table. The
 "plain" column is a textbook eager loop (default Adam, NCHW, a ``.item()`` each step)
 for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled" adds
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stnlab import models
 from stnlab.config import TrainConfig
-from stnlab.training import _optimizer
+from stnlab.train.loop import _optimizer
 
 MODES = ("plain", "eager", "amp", "compiled")
 DEFAULT_MODES = ("plain", "eager", "compiled")  # amp: ask for it (very slow on most CPUs)
@@ -37,7 +37,7 @@ def make_step(model, mode: str, x, y, batch: int):
     if mode == "plain":
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         net = model
-    else:  # as stnlab.training does: fused Adam, channels_last weights and data
+    else:  # as stnlab.train.loop does: fused Adam, channels_last weights and data
         opt = _optimizer(model, TrainConfig())
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

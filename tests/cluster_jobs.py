@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stnlab.cluster import JobContext
+from stnlab.experiment.cluster import JobContext
 
 
 class Payload:

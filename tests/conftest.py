@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stnlab import cli, models
+from stnlab import models
+from stnlab.cli import main as cli
 from stnlab.config import RunConfig
 from stnlab.data import make_dataset, save
-from stnlab.rundir import RunDir
+from stnlab.runs.run_folder import RunDir
 
 SMALL = {"size": "small", "in_size": 24}  # keeps every model's forward pass fast
 

@@ -57,7 +57,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def dask_cli(folder: Path, workers: int = 2) -> Iterator[DaskCLI]:
     """``dask scheduler`` and ``workers`` × ``dask worker --nworkers 1 --nthreads 1``, run in
     ``folder`` with tests/ on their path (the toy jobs of cluster_jobs.py); stopped after."""
-    from stnlab.cluster import open_client
+    from stnlab.experiment.cluster import open_client
 
     dask = Path(sys.executable).with_name("dask")
     env = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from stnlab.execution import worker_device
+from stnlab.experiment.execution import worker_device
 
 
 def where(barrier) -> tuple[int, str | None]:

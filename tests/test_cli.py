@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import stnlab
-from stnlab import cli
+from stnlab.cli import main as cli
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
@@ -67,9 +67,9 @@ def test_models_command_rejects_an_unknown_size(fails_with):
 @pytest.mark.parametrize(
     "code",
     [
-        "import stnlab.cli; stnlab.cli.build_parser()",
+        "import stnlab.cli.main; stnlab.cli.main.build_parser()",
         "import stnlab.config as c; c.ExperimentConfig(); c.RunConfig()",
-        "import stnlab.experiment as e; e.preset('seed')",
+        "import stnlab.config.presets as e; e.preset('seed')",
     ],
 )
 def test_help_and_configs_do_not_import_torch(code):
@@ -79,8 +79,8 @@ def test_help_and_configs_do_not_import_torch(code):
 
 
 def test_every_user_error_is_one_line_with_exit_status_2(monkeypatch, fails_with):
-    from stnlab.commands import models as command
-    from stnlab.errors import DataError
+    from stnlab.cli.commands import models as command
+    from stnlab.config.errors import DataError
 
     def fail(args):
         raise DataError("the file x.npz is truncated; make it again")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stnlab.cluster import (
+from stnlab.experiment.cluster import (
     INSTALL_HINT,
     ClusterError,
     ClusterJob,
@@ -27,9 +27,9 @@ from stnlab.cluster import (
     parse_address,
     run_jobs,
 )
-from stnlab.cluster import jobs as cjobs
-from stnlab.cluster import worker as cworker
-from stnlab.cluster.client import LOCAL_DASK_CONFIG
+from stnlab.experiment.cluster import jobs as cjobs
+from stnlab.experiment.cluster import worker as cworker
+from stnlab.experiment.cluster.client import LOCAL_DASK_CONFIG
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # the workers of local:2 inherit this path
@@ -83,8 +83,8 @@ def cli_client(dask_cli):
 
 def test_normal_path_imports_no_dask():
     code = (
-        "import sys, stnlab, stnlab.cli, stnlab.runner, stnlab.commands.experiment, "
-        "stnlab.cluster, stnlab.placement\n"
+        "import sys, stnlab, stnlab.cli.main, stnlab.experiment.runner, stnlab.cli.commands.experiment, "
+        "stnlab.experiment.cluster, stnlab.experiment.placement\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

@@ -13,7 +13,7 @@ from stnlab.config import (
     RunConfig,
     TrainConfig,
 )
-from stnlab.errors import ConfigError
+from stnlab.config.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stnlab import cli
+from stnlab.cli import main as cli
 
 RUN = ["--model", "stn", "--size", "small", "--epochs", "2", "--eval-every", "1",
        "--threads", "1", "--quiet"]  # fmt: skip

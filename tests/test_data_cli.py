@@ -2,7 +2,7 @@
 
 import pytest
 
-from stnlab.cli import main
+from stnlab.cli.main import main
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import loopback
 import numpy as np
 import pytest
 
-from stnlab.cli import main
+from stnlab.cli.main import main
 from stnlab.data import DataError, load, published
 from stnlab.data.published import PUBLISHED, fetch_published, published_path
 
@@ -165,11 +165,11 @@ def test_seed_preset_runs_on_the_published_file(capsys):
 
 
 def test_generating_from_full_mnist_is_one_key_away(tmp_path):
-    from stnlab.experiment import from_dict
+    from stnlab.config.presets import from_dict
 
     config = from_dict({"preset": "seed", "data": {"published": ""}})
-    assert config.data.file() is None  # nothing fetched: generated from the full MNIST
-    assert config.data.describe().startswith("40x40 Cluttered MNIST from mnist digits")
+    assert file_of(config.data) is None  # nothing fetched: generated from the full MNIST
+    assert describe(config.data).startswith("40x40 Cluttered MNIST from mnist digits")
 
 
 def test_unknown_published_name_is_a_one_line_error_before_training(tmp_path, capsys):
@@ -180,7 +180,8 @@ def test_unknown_published_name_is_a_one_line_error_before_training(tmp_path, ca
 
 
 def test_experiment_trains_on_the_fetched_file_without_copying_it(tmp_path, server):
-    from stnlab import experiment, runner
+    from stnlab.config import presets as experiment
+    from stnlab.experiment import runner
 
     _, handler = server
     cache = tmp_path / "cache"

@@ -14,11 +14,11 @@ import torch
 from conftest import weights_equal
 
 from stnlab import models
-from stnlab.atomic import TEMPORARY
 from stnlab.config import RunConfig
 from stnlab.data import load, make_dataset, save
-from stnlab.rundir import RunDir
-from stnlab.training import train
+from stnlab.runs.atomic import TEMPORARY
+from stnlab.runs.run_folder import RunDir
+from stnlab.train.loop import train
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,8 @@ RANK_SCRIPT = textwrap.dedent(
     import json, os, sys
     from stnlab.config import RunConfig
     from stnlab.data import load
-    from stnlab.rundir import RunDir
-    from stnlab.training import train
+    from stnlab.runs.run_folder import RunDir
+    from stnlab.train.loop import train
 
     data_path, out, run = sys.argv[1], sys.argv[2], RunConfig.from_dict(json.loads(sys.argv[3]))
     rank = int(os.environ["RANK"])

@@ -1,4 +1,4 @@
-"""Tests of stnlab.estimate: ``stnlab experiment --plan`` (runs, training images, a measured
+"""Tests of stnlab.experiment.estimate: ``stnlab experiment --plan`` (runs, training images, a measured
 speed per design, an estimated wall time) and the schedule arithmetic behind it."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from stnlab import experiment as ex
-from stnlab import runner
-from stnlab.cli import main
-from stnlab.estimate import Speed, describe_cost, makespan, probe
+from stnlab.cli.main import main
+from stnlab.config import presets as ex
+from stnlab.experiment import runner
+from stnlab.experiment.estimate import Speed, describe_cost, makespan, probe
 
 
 def _optimum(seconds: list[float], slots: int) -> float:

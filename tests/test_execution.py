@@ -1,4 +1,4 @@
-"""Tests of stnlab.execution: the reporter every way of training feeds, failures reported
+"""Tests of stnlab.experiment.execution: the reporter every way of training feeds, failures reported
 once while the other runs go on, and the local pool's device per worker process.
 
 The Dask way is tested end to end in test_experiment_cluster.py.
@@ -13,8 +13,8 @@ from conftest import SMALL
 from pool_probe import where
 
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
-from stnlab.errors import TrainingDivergedError
-from stnlab.execution import (
+from stnlab.config.errors import TrainingDivergedError
+from stnlab.experiment.execution import (
     Failure,
     Reporter,
     Task,
@@ -23,7 +23,7 @@ from stnlab.execution import (
     train_in_pool,
     worker_device,
 )
-from stnlab.rundir import RunDir
+from stnlab.runs.run_folder import RunDir
 
 
 def _run(model: str = "cnn", epochs: int = 2, **train) -> RunConfig:

@@ -1,4 +1,4 @@
-"""Tests of stnlab.experiment (configs, presets) and stnlab.runner (planning, smoke runs)."""
+"""Tests of stnlab.config.presets (configs, presets) and stnlab.experiment.runner (planning, smoke runs)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from stnlab import experiment as ex
-from stnlab import runner
-from stnlab.cli import main
-from stnlab.errors import ConfigError
-from stnlab.expdir import RESULT_COLUMNS, ExperimentDir
-from stnlab.report import FIGURES, write_report
+from stnlab.cli.main import main
+from stnlab.config import presets as ex
+from stnlab.config.errors import ConfigError
+from stnlab.experiment import runner
+from stnlab.report.html import FIGURES, write_report
+from stnlab.runs.experiment_folder import RESULT_COLUMNS, ExperimentDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_example_config_mirrors_the_seed_preset():
 def test_results_config_is_the_seed_study_on_generated_full_mnist():
     c = ex.load_config(ROOT / "examples" / "full_mnist.toml")
     seed = ex.preset("seed")
-    assert c.data.file() is None and (c.data.source, c.data.seed) == ("mnist", 0)
+    assert file_of(c.data) is None and (c.data.source, c.data.seed) == ("mnist", 0)
     assert (c.train, c.model, c.models, c.seeds) == (
         seed.train,
         seed.model,

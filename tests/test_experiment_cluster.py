@@ -17,11 +17,11 @@ import pytest
 from conftest import records_without_times
 from dask_cli import kill_worker_running
 
-from stnlab import execution, runner
-from stnlab import experiment as ex
-from stnlab.cli import main
-from stnlab.cluster import INSTALL_HINT
-from stnlab.expdir import ExperimentDir
+from stnlab.cli.main import main
+from stnlab.config import presets as ex
+from stnlab.experiment import execution, runner
+from stnlab.experiment.cluster import INSTALL_HINT
+from stnlab.runs.experiment_folder import ExperimentDir
 
 # cnn and stn, 2 seeds, runs of 8 epochs (long enough to lose a worker in the middle),
 # a checkpoint after every epoch, one thread per run as on the Dask workers.

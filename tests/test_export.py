@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import SMALL, perturb, saved_run
 
-from stnlab import cli, models
+from stnlab import models
+from stnlab.cli import main as cli
 from stnlab.export import check_onnx, export_onnx
 
 

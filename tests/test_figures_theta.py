@@ -1,4 +1,4 @@
-"""Smoke tests of stnlab.figures_theta on arrays shaped like a real study's."""
+"""Smoke tests of stnlab.report.theta_figures on arrays shaped like a real study's."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from stnlab import diagnostics as D
-from stnlab import figures_theta
 from stnlab import transforms as T
+from stnlab.report import theta_figures as figures_theta
 
 
 def test_theta_curves_draws_each_transformer_of_each_design():

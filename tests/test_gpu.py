@@ -1,5 +1,5 @@
 """The study on GPUs (skipped without CUDA): the smoke preset on ``cuda``, in this process and
-packed ``--runs-per-gpu`` to a GPU by the local pool (:func:`stnlab.placement.local_devices`
+packed ``--runs-per-gpu`` to a GPU by the local pool (:func:`stnlab.experiment.placement.local_devices`
 says which GPU each worker process takes; those rules are tested without a GPU)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from stnlab import experiment as ex
-from stnlab import runner
-from stnlab.cli import main
-from stnlab.expdir import ExperimentDir
+from stnlab.cli.main import main
+from stnlab.config import presets as ex
+from stnlab.experiment import runner
+from stnlab.runs.experiment_folder import ExperimentDir
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

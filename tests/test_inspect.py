@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import saved_run
 
-from stnlab import cli, models
+from stnlab import models
+from stnlab.cli import main as cli
 
 
 def _run(tmp_path, name: str, theta: list[float] | None = None):

@@ -11,8 +11,8 @@ from conftest import SMALL, perturb, saved_run
 
 from stnlab import models
 from stnlab.config import MODELS, SIZES, ModelConfig, RunConfig
-from stnlab.errors import ConfigError, RunFolderError
-from stnlab.rundir import RunDir
+from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs.run_folder import RunDir
 
 
 def test_names_include_the_study_designs():

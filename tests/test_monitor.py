@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stnlab import diagnostics, models, monitor
-from stnlab.cli import main
+from stnlab import diagnostics, models
+from stnlab.cli.main import main
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
-from stnlab.errors import ConfigError, TransformerCollapsedError
-from stnlab.rundir import RunDir
-from stnlab.training import train
+from stnlab.config.errors import ConfigError, TransformerCollapsedError
+from stnlab.runs.run_folder import RunDir
+from stnlab.train import monitor
+from stnlab.train.loop import train
 
 ZOOM = 5.0  # the forced zoom-out: the sampled square is 5× the image's side, 25× its area
 
@@ -58,7 +59,7 @@ def test_theta_records_are_the_statistics_of_the_first_validation_images(tiny_da
     for r in thetas[-2:]:
         mine = {k: v for k, v in r.items() if k in expected[r["transformer"]]}
         assert mine == pytest.approx(expected[r["transformer"]], rel=1e-5, abs=1e-6)
-        assert r["collapse"] == list(diagnostics.collapse(r, "x", r["step"]))  # [] here: healthy
+        assert r["collapse"] == list(monitor.collapse(r, "x", r["step"]))  # [] here: healthy
 
 
 def test_the_statistics_do_not_change_training(tiny_data):
@@ -141,6 +142,6 @@ def test_frozen_is_judged_by_optimizer_steps_not_epochs():
     warn({**still, "epoch": 3, "step": 30})
     warn({**still, "epoch": 4})  # an older record without steps: never called frozen
     assert lines == []
-    warn({**still, "epoch": 15, "step": diagnostics.FROZEN_FROM_STEP})
+    warn({**still, "epoch": 15, "step": monitor.FROZEN_FROM_STEP})
     assert len(lines) == 1 and "frozen at its initial warp" in lines[0]
-    assert f"after {diagnostics.FROZEN_FROM_STEP} steps" in lines[0]
+    assert f"after {monitor.FROZEN_FROM_STEP} steps" in lines[0]

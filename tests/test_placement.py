@@ -7,7 +7,13 @@ from collections import Counter
 
 import pytest
 
-from stnlab.placement import SlotPool, device_for_slot, gpu_workers, local_devices, slot_devices
+from stnlab.experiment.placement import (
+    SlotPool,
+    device_for_slot,
+    gpu_workers,
+    local_devices,
+    slot_devices,
+)
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 3, 8])

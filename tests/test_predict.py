@@ -10,8 +10,9 @@ import torch
 from conftest import SMALL, perturb, saved_run
 from PIL import Image
 
-from stnlab import cli, models
-from stnlab.errors import ConfigError, DataError
+from stnlab import models
+from stnlab.cli import main as cli
+from stnlab.config.errors import ConfigError, DataError
 from stnlab.predict import load_image, picture, predict, show
 
 

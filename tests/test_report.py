@@ -1,4 +1,4 @@
-"""Tests of stnlab.report and stnlab.figures on hand-made experiment folders (no training)."""
+"""Tests of stnlab.report.html and stnlab.report.figures on hand-made experiment folders (no training)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from stnlab import introspect, models, monitor, report, results
-from stnlab.cli import main
+from stnlab import models
+from stnlab.cli.main import main
 from stnlab.config import ExperimentConfig, RunConfig
+from stnlab.config.errors import ReportError, RunFolderError
 from stnlab.data import make_dataset, save
-from stnlab.errors import ReportError, RunFolderError
-from stnlab.expdir import ExperimentDir
-from stnlab.rundir import Predictions
+from stnlab.report import html as report
+from stnlab.report import introspect, results
+from stnlab.runs.experiment_folder import ExperimentDir
+from stnlab.runs.run_folder import Predictions
+from stnlab.train import monitor
 
 EPOCHS = (1, 2, 3)
 

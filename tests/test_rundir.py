@@ -1,4 +1,4 @@
-"""Tests of the folder protocols (stnlab.rundir, stnlab.expdir): round trips and checks."""
+"""Tests of the folder protocols (stnlab.runs.run_folder, stnlab.runs.experiment_folder): round trips and checks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from stnlab.atomic import TEMPORARY
 from stnlab.config import RunConfig, TrainConfig
-from stnlab.errors import ConfigError, RunFolderError
-from stnlab.expdir import ExperimentDir
-from stnlab.rundir import METRICS, Checkpoint, Predictions, RunDir
+from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs.atomic import TEMPORARY
+from stnlab.runs.experiment_folder import ExperimentDir
+from stnlab.runs.run_folder import METRICS, Checkpoint, Predictions, RunDir
 
 TRAIN = {"event": "train", "epoch": 1, "loss": 2.3, "accuracy": 0.1, "lr": 1e-3, "seconds": 1.0}
 EVAL = {"event": "eval", "epoch": 1, "split": "test", "loss": 2.2, "accuracy": 0.2,

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from stnlab import significance as sig
-from stnlab.significance import Difference
+from stnlab.report import significance as sig
+from stnlab.report.significance import Difference
 
 
 def _pair(n: int, only_a: int, only_b: int, both: int) -> tuple[np.ndarray, np.ndarray]:

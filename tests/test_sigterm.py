@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from stnlab.expdir import ExperimentDir
+from stnlab.runs.experiment_folder import ExperimentDir
 
 psutil = pytest.importorskip("psutil")  # comes with the cluster extra (dask)
 

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from stnlab import monitor
-from stnlab.cli import main
+from stnlab.cli.main import main
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
-from stnlab.rundir import RunDir
-from stnlab.training import train
+from stnlab.runs.run_folder import RunDir
+from stnlab.train import monitor
+from stnlab.train.loop import train
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (

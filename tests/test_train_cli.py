@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import records_without_times, weights_equal
 
-from stnlab import cli, models
+from stnlab import models
+from stnlab.cli import main as cli
 from stnlab.data import make_dataset, save
-from stnlab.rundir import RunDir
+from stnlab.runs.run_folder import RunDir
 
 FAST = ["--model", "cnn", "--size", "tf-example", "--threads", "1", "--quiet"]
 

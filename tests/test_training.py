@@ -1,4 +1,4 @@
-"""Tests of stnlab.training (the loop, its record stream, evaluation, checkpoints, resume)."""
+"""Tests of stnlab.train.loop (the loop, its record stream, evaluation, checkpoints, resume)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import pytest
 import torch
 from conftest import records_without_times, weights_equal
 
-from stnlab import models, training
-from stnlab.atomic import atomic_write
+from stnlab import models
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
-from stnlab.errors import ConfigError, RunFolderError, TrainingDivergedError
-from stnlab.evaluation import Evaluation, evaluate
-from stnlab.rundir import Checkpoint, RunDir
-from stnlab.training import Precision, train
+from stnlab.config.errors import ConfigError, RunFolderError, TrainingDivergedError
+from stnlab.runs.atomic import atomic_write
+from stnlab.runs.run_folder import Checkpoint, RunDir
+from stnlab.train import loop as training
+from stnlab.train.evaluation import Evaluation, evaluate
+from stnlab.train.loop import Precision, train
 
 FAST = {"size": "tf-example"}  # the quickest preset on CPU
 

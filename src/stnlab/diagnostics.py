@@ -36,17 +36,10 @@ from stnlab import transforms as T
 from stnlab.transformer import SpatialTransformer
 
 __all__ = [
-    "AREA_RATIO_MAX",
-    "AREA_RATIO_MIN",
-    "FROZEN_DISTANCE_PX",
-    "FROZEN_FROM_STEP",
-    "OUTSIDE_MAX",
     "QUANTILES",
-    "REMEDIES",
     "Decomposition",
     "area_ratio",
     "centre_shift",
-    "collapse",
     "decompose",
     "find_transformers",
     "from_pixels",
@@ -65,28 +58,6 @@ __all__ = [
     "to_pixels",
 ]
 
-# ----------------------------------------------------------------------------- collapse limits
-# The failure modes that STN users report (issue 10): zooming out until the digit is a speck,
-# sliding off into the padding, zooming in on a speck, or never moving. Healthy default models
-# on 40×40 full-MNIST data (measured over 30 epochs, seed 0, 97.5-97.9% test accuracy): stn's
-# transformer starts at area 0.49 (the 0.7 zoom) and stays at a median 0.56-0.57 with under 1%
-# of its points off the image at the 90th percentile; mstn's second, on 20×20 feature maps,
-# stays near area 1 with 5-9% of its points off the map (90th percentile 20-24%), and every
-# grid moves 3-7 px from its start at the 90th percentile: the limits sit far from all this.
-AREA_RATIO_MAX = 4.0  # a centred 2× zoom-out: only a quarter of the output shows the image
-AREA_RATIO_MIN = 0.02  # a side under a quarter of a digit's (~24 of 40 px): a stroke, not a digit
-# Three quarters in padding, the same line as AREA_RATIO_MAX (a centred zoom-out crosses both
-# at once, area > 4 always puts > 75% outside), so a zoom-out is reported once, as zoomed out.
-OUTSIDE_MAX = 0.75
-# Frozen is judged against where a transformer starts (the identity or a centred zoom,
-# SpatialTransformer.init_zoom), so the default stn's 0.7 zoom can be caught frozen too.
-FROZEN_DISTANCE_PX = 0.5  # 90% of the grids within half a pixel of the start: no learnt warp
-# Every transformer starts still; judge "frozen" after this many optimizer steps (three epochs
-# of the protocol's 50), not epochs, so runs of a few batches per epoch are not called frozen.
-FROZEN_FROM_STEP = 150
-REMEDIES = (
-    "try a lower --loc-lr, a restart from the identity init, normalised inputs, or padding='border'"
-)
 QUANTILES = {"p10": 0.1, "median": 0.5, "p90": 0.9}  # the summary: median and 10–90% spread
 
 
@@ -467,43 +438,3 @@ def summarize_model(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
 def _full(theta: Tensor) -> Tensor:
     """θ in at least float32: half-precision θ (autocast) is too coarse for the statistics."""
     return theta.to(torch.promote_types(theta.dtype, torch.float32))
-
-
-# ----------------------------------------------------------------------------- collapse
-
-
-def _text(name: str, what: str, figure: str, remedies: str = REMEDIES) -> str:
-    return f"{name} looks collapsed ({what}): {figure}; {remedies}"
-
-
-def collapse(summary: Mapping[str, float], name: str, step: int | None = None) -> dict[str, str]:
-    """The collapse conditions a :func:`summarize` summary meets: {condition: one-line warning}.
-
-    Conditions (see the limits at the top of this module): ``zoomed_out`` (median area
-    ratio > AREA_RATIO_MAX), ``zoomed_in`` (< AREA_RATIO_MIN), ``off_image`` (median
-    outside fraction > OUTSIDE_MAX, unless already reported as zoomed out, which implies
-    it) and ``frozen`` (after FROZEN_FROM_STEP optimizer steps, 90% of the batch within
-    FROZEN_DISTANCE_PX of the transformer's initial warp, or of the identity for a summary
-    without ``start_distance_px``; needs ``step``, the steps trained so far). Each text is
-    one line naming the transformer (``name``, e.g. ``"stn transformers.0"``), the figure and
-    the remedies.
-    """
-    found = {}
-    area, outside = summary["area_ratio_median"], summary["outside_fraction_median"]
-    if area > AREA_RATIO_MAX:
-        figure = f"median area ratio {area:.3g} > {AREA_RATIO_MAX:g}, {outside:.0%} of it padding"
-        found["zoomed_out"] = _text(name, "zoomed out", figure)
-    if area < AREA_RATIO_MIN:
-        figure = f"median area ratio {area:.3g} < {AREA_RATIO_MIN:g} of the image"
-        found["zoomed_in"] = _text(name, "zoomed in", figure)
-    if outside > OUTSIDE_MAX and "zoomed_out" not in found:
-        figure = f"median {outside:.0%} of the sampling points off the image (> {OUTSIDE_MAX:.0%})"
-        found["off_image"] = _text(name, "off the image", figure)
-    start = "start_distance_px_p90" in summary
-    distance = summary["start_distance_px_p90" if start else "identity_distance_px_p90"]
-    if step is not None and step >= FROZEN_FROM_STEP and distance < FROZEN_DISTANCE_PX:
-        where = "its initial warp" if start else "the identity"
-        figure = f"90% of the grids within {distance:.2g} px of {where} after {step} steps"
-        remedies = "try a higher --loc-lr, or check that the localization net gets gradients"
-        found["frozen"] = _text(name, f"frozen at {where}", figure, remedies)
-    return found

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from stnlab.config import MIN_OPSET, ONNX_OPSET
-from stnlab.errors import ConfigError
+from stnlab.config.errors import ConfigError
 
 __all__ = ["check_onnx", "check_opset", "export_onnx"]
 

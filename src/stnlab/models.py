@@ -26,8 +26,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from stnlab import transforms as T
-from stnlab.config import MODELS, SIZES, ModelConfig, Widths
-from stnlab.errors import ConfigError
+from stnlab.config import SIZES, ModelConfig, Widths
+from stnlab.config.errors import ConfigError
+from stnlab.runs import RunDir
 from stnlab.transformer import SpatialTransformer, probe_output
 
 __all__ = [
@@ -174,18 +175,19 @@ class Model(nn.Module):
         return [p for st in self.transformers for p in st.parameters()]
 
 
-_REGISTRY: dict[str, Callable[[ModelConfig], Model]] = {}  # models that users register
+_REGISTRY: dict[str, Callable[[ModelConfig], Model]] = {}  # every model, built-in or not
 
 
 def register(name: str) -> Callable:
     """Class decorator: make a model creatable as ``create(name, ...)`` (timm-style).
 
+    The one way a model becomes known, for the built-in designs below as for a user's.
     The class is called as ``cls(config)`` with a :class:`~stnlab.config.ModelConfig`,
     like the :class:`Model` subclasses here.
     """
 
     def add(cls: Callable[[ModelConfig], Model]) -> Callable[[ModelConfig], Model]:
-        if name in MODELS or name in _REGISTRY:
+        if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = cls
         return cls
@@ -193,10 +195,12 @@ def register(name: str) -> Callable:
     return add
 
 
+@register("cnn")
 class CNN(Model):
     """The control: image → CNN → digit."""
 
 
+@register("stn")
 class STN(Model):
     """Jaderberg et al.: image → STN → CNN → digit; the CNN classifies the warped image."""
 
@@ -205,6 +209,7 @@ class STN(Model):
         self.transformers.append(self._image_transformer())
 
 
+@register("mstn")
 class MSTN(Model):
     """Image → STN → CNN block → STN → CNN blocks → digit; the second warps feature maps."""
 
@@ -219,6 +224,7 @@ class MSTN(Model):
         )
 
 
+@register("icstn")
 class ICSTN(Model):
     """Inverse-compositional STN (Lin & Lucey, 2017), one localization net per step.
 
@@ -258,7 +264,7 @@ class ICSTN(Model):
 
 def names() -> list[str]:
     """Names of the models: the built-in designs and any registered ones."""
-    return sorted({*MODELS, *_REGISTRY})
+    return sorted(_REGISTRY)
 
 
 def create(name: str | ModelConfig, **options: Any) -> Model:
@@ -279,14 +285,23 @@ def create(name: str | ModelConfig, **options: Any) -> Model:
         config = ModelConfig.from_dict({**name.to_dict(), **options}) if options else name
     else:
         config = ModelConfig.from_dict({"name": name, **options})
-    cls = _REGISTRY.get(config.name) or globals()[MODELS[config.name]]
+    _check_names(config)
     try:
-        return cls(config)
+        return _REGISTRY[config.name](config)
     except ConfigError:
         raise
     except ValueError as exc:  # e.g. an input size too small for the layers
         size = "x".join(map(str, T.as_size(config.in_size)))
         raise ConfigError(f"model: cannot build {config.name} for {size} images: {exc}") from exc
+
+
+def _check_names(config: ModelConfig) -> None:
+    """Refuse a model or transform name that nobody registered, naming the known ones."""
+    for key, name, known in (("model.name", config.name, names()),
+                             ("model.transform", config.transform, T.names())):  # fmt: skip
+        if name not in known:
+            noun = key.split(".")[1].replace("name", "model")
+            raise ConfigError(f"{key}: unknown {noun} {name!r}; known: {', '.join(known)}", key)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -300,8 +315,6 @@ def load(run_dir: str | Path, weights: str | None = None) -> Model:
     Raises:
         RunFolderError: the folder, its config or its weights are missing or damaged.
     """
-    from stnlab.rundir import RunDir
-
     run = RunDir(run_dir)
     model = create(run.model_config())
     run.load_weights(model, weights)

@@ -10,10 +10,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from stnlab import figures
 from stnlab.config import INVERT
-from stnlab.errors import ConfigError, DataError
-from stnlab.introspect import sample_design
+from stnlab.config.errors import ConfigError, DataError
+from stnlab.report import figures
+from stnlab.report.introspect import sample_design
 
 __all__ = ["Prediction", "load_image", "picture", "predict", "show"]
 
@@ -79,7 +79,7 @@ def predict(model: nn.Module, images: Tensor) -> list[Prediction]:
 def picture(model: nn.Module, images: Tensor, names: list[str] | None = None):
     """The figure that :func:`show` saves (a matplotlib Figure): one row per image of the
     (N, C, H, W) batch, named by ``names``; each transformer's output carries that image's
-    area ratio and rotation (:func:`stnlab.introspect.captions`) under it.
+    area ratio and rotation (:func:`stnlab.report.introspect.captions`) under it.
 
     Raises ConfigError for a model without a spatial transformer (``cnn``).
     """

@@ -7,12 +7,12 @@ Example:
     torch.Size([200, 1, 40, 40])
 """
 
+from stnlab.config.errors import DataError
 from stnlab.data.cluttered import VARIANTS, Variant, get_variant, make_cluttered
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
-from stnlab.data.errors import DataError
 from stnlab.data.idx import read_idx, write_idx
 from stnlab.data.io import load, save
-from stnlab.data.make import make_dataset
+from stnlab.data.make import dataset_of, describe, file_of, make_dataset
 from stnlab.data.published import PUBLISHED, fetch_published, published_path
 from stnlab.data.sources import SOURCES, Digits, Pools, load_pools
 
@@ -26,7 +26,10 @@ __all__ = [
     "Digits",
     "Pools",
     "Variant",
+    "dataset_of",
+    "describe",
     "fetch_published",
+    "file_of",
     "get_variant",
     "load",
     "load_pools",

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+import stnlab.data.warp as warp
 from stnlab.config import PLACEMENTS
 from stnlab.config import VARIANTS as _VARIANTS
-from stnlab.data import warp
-from stnlab.data.errors import DataError
+from stnlab.config.errors import DataError
 from stnlab.data.sources import Digits
 
 DISTORTIONS = ("none", "affine", "projective", "elastic")

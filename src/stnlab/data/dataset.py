@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from stnlab.config import SPLITS
-from stnlab.data.errors import DataError
+from stnlab.config.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stnlab.atomic import atomic_write
-from stnlab.data.errors import DataError
+from tqdm.auto import tqdm
+
+from stnlab.config.errors import DataError
+from stnlab.runs.atomic import atomic_write
 
 MIRRORS: list[str] = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -82,8 +84,6 @@ def is_verified(path: Path, sha256: str, size: int | None = None) -> bool:
 
 def _stream(url: str, out, size: int | None, timeout: float) -> str:
     """Copy ``url`` into the open file ``out``; returns the SHA-256 of what was written."""
-    from tqdm.auto import tqdm
-
     digest = hashlib.sha256()
     received = 0
     with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stnlab.data.errors import DataError
+from stnlab.config.errors import DataError
 
 # IDX type code -> big-endian numpy dtype.
 _CODES = {

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stnlab.atomic import atomic_write
+from stnlab.config.errors import DataError
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
-from stnlab.data.errors import DataError
+from stnlab.runs.atomic import atomic_write
 
 # Image key prefix of each layout (labels are y_* in both).
 LAYOUTS = {"40x40": "X", "60x60": "x"}

@@ -1,15 +1,19 @@
-"""``make_dataset``: source pools + a named variant + a seed -> a ``ClutteredMNIST``."""
+"""The data set of a config: source pools + a named variant + a seed -> a ``ClutteredMNIST``,
+or the file the config names."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
-from stnlab.config import DEFAULT_SIZES
+from stnlab.config import DEFAULT_SIZES, DataConfig
+from stnlab.config.errors import DataError
 from stnlab.data.cluttered import get_variant, make_cluttered
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
-from stnlab.data.errors import DataError
+from stnlab.data.io import load
+from stnlab.data.published import fetch_published, get_published
 from stnlab.data.sources import load_pools
 
 
@@ -43,3 +47,38 @@ def make_dataset(
         for name, n, s in zip(SPLITS, sizes, seeds, strict=True)
     }
     return ClutteredMNIST.from_numpy(arrays)
+
+
+def file_of(config: DataConfig) -> str | None:
+    """The file a data config names: its ``path``, or its published set, fetched if need be;
+    ``None`` when the data is generated."""
+    if config.path is not None or not config.published:
+        return config.path
+    return str(fetch_published(config.published, config.cache_dir))
+
+
+def dataset_of(config: DataConfig, **variant: Any) -> ClutteredMNIST:
+    """The data set a config names: loaded from its file (:func:`file_of`), or else generated
+    (``variant`` replaces fields of the named variant)."""
+    if (file := file_of(config)) is not None:
+        return load(file)
+    return make_dataset(
+        config.variant,
+        config.source,
+        config.seed,
+        config.sizes,
+        config.source_dir,
+        cache_dir=config.cache_dir,
+        **variant,
+    )
+
+
+def describe(config: DataConfig) -> str:
+    """One line naming the data of a config, for plans and summaries."""
+    if config.path is not None:
+        return f"the file {config.path}"
+    if config.published:
+        entry = get_published(config.published)
+        return f"the published set {entry.name} ({entry.filename}): {entry.description}"
+    sizes = "/".join(map(str, config.sizes))
+    return f"{config.variant} Cluttered MNIST from {config.source} digits, {sizes} train/valid/test"

@@ -20,8 +20,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from stnlab.config.errors import DataError
 from stnlab.data.download import cache_root, fetch_verified, is_verified
-from stnlab.data.errors import DataError
 
 __all__ = [
     "PUBLISHED",

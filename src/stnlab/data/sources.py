@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from stnlab.config import SOURCES
+from stnlab.config.errors import DataError
 from stnlab.data.download import fetch
-from stnlab.data.errors import DataError
 from stnlab.data.idx import read_idx
 
 EMBEDDED_SPLIT = (400, 50, 50)  # digits per class: 4,000 / 500 / 500 in all

@@ -1,1 +1,0 @@
-"""Subcommands of the ``stnlab`` CLI, one module each (see :mod:`stnlab.cli`)."""

@@ -1,0 +1,191 @@
+"""Knowing an experiment's cost before paying it (``stnlab experiment --plan``).
+
+Prints the runs, the data, the training images and an estimated wall time. The time
+comes from a short probe of each design on this machine (a few training steps and one
+evaluation pass on random images of the data's shape, with the threads and device each
+run would get), spread over the parallel slots: local worker processes, or a cluster's
+worker threads. Nothing is trained or written; a partly run folder counts only what is left.
+
+Example:
+    >>> makespan([3.0, 3.0, 2.0, 2.0, 2.0], slots=2)
+    7.0
+    >>> duration(27_000)
+    '7 h 30 min'
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from stnlab.config import ExperimentConfig, RunConfig, parse_address
+from stnlab.data import describe, get_variant, load, published_path
+from stnlab.experiment import plan as planning
+from stnlab.experiment.cluster import cluster_threads, open_client
+from stnlab.experiment.placement import place
+from stnlab.experiment.runner import survey
+from stnlab.runs import ExperimentDir
+from stnlab.train import evaluate, resolve_device, train
+
+__all__ = ["PROBE_STEPS", "Cost", "Speed", "describe_cost", "duration", "estimate", "makespan",
+           "probe"]  # fmt: skip
+
+PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, after a warm-up)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Images per second of one design here: through training steps, through evaluation."""
+
+    train: float
+    evaluate: float
+
+
+def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> Speed:
+    """Time ``steps`` training steps of ``run`` and an evaluation pass, through
+    :func:`stnlab.train.loop.train` itself, on random images of ``shape``.
+
+    Three epochs of ``steps`` steps: the first warms up, the faster of the other two counts
+    (the less disturbed by other work on a shared machine).
+    """
+    b, g = run.train.batch_size, torch.Generator().manual_seed(0)
+    x = torch.rand(steps * b, 1, *shape, generator=g)  # (steps × B, 1, H, W)
+    y = torch.randint(0, 10, (steps * b,), generator=g)
+    data = SimpleNamespace(x_train=x, y_train=y, x_valid=x[:b], y_valid=y[:b], x_test=x[:b],
+                           y_test=y[:b])  # fmt: skip
+    # Timed steps only: no θ statistics, no warnings, no logs.
+    quiet = dict(theta_images=0, stop_on_collapse=False, tensorboard=None)
+    short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=(), **quiet))
+    seconds: list[float] = []
+    threads = torch.get_num_threads()
+    try:
+        timed = [lambda r: r["event"] == "train" and seconds.append(r["seconds"])]
+        res = train(short, data, progress=False, on_record=timed)
+        t0 = time.perf_counter()
+        evaluate(res.model, x, y)
+        evaluating = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)  # train() set the run's
+    return Speed(train=len(x) / min(seconds[1:]), evaluate=len(x) / evaluating)
+
+
+def makespan(seconds: Sequence[float], slots: int) -> float:
+    """The wall time of jobs of ``seconds`` each on ``slots`` parallel slots, when they start
+    longest first, each on the first slot free."""
+    ends = [0.0] * max(1, slots)
+    for s in sorted(seconds, reverse=True):
+        heapq.heappush(ends, heapq.heappop(ends) + s)
+    return max(ends)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``7 h 30 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int], tuple[int, int]]:
+    """The line naming the data, its split sizes and its image size."""
+    canvas, file = get_variant(config.data.variant).canvas, config.data.path
+    if file is None and config.data.published:  # not downloaded for a plan
+        cached = published_path(config.data.published, config.data.cache_dir)
+        if not cached.is_file():
+            sizes = "/".join(map(str, config.data.sizes))
+            return (f"{describe(config.data)} (to be downloaded into {cached}; taken as "
+                    f"{sizes} train/valid/test {canvas}x{canvas})", config.data.sizes,
+                    (canvas, canvas))  # fmt: skip
+        file = str(cached)
+    if file is not None:
+        ds = load(file)
+        sizes = tuple(len(ds.split(s)[1]) for s in ("train", "valid", "test"))
+        h, w = ds.image_size
+        line = f"the file {file}: {'/'.join(map(str, sizes))} train/valid/test {h}x{w}"
+        return line, sizes, (h, w)
+    path = ExperimentDir(out).data_file
+    made = "made earlier" if path.is_file() else "to be made at the start"
+    if config.data.source == "mnist" and not path.is_file():
+        digits = config.data.source_dir or "the download cache (fetched once if missing)"
+        made += f", MNIST digits from {digits}"
+    return f"{describe(config.data)} ({path}, {made})", config.data.sizes, (canvas, canvas)
+
+
+def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, str]:
+    """(parallel slots, what they are, threads each, device to probe on)."""
+    where = place(config, todo)  # a cluster without Dask is one line here
+    if config.cluster is None:
+        return len(where.devices), where.describe(todo), where.threads, where.device
+    kind, n = parse_address(config.cluster)
+    if kind != "local":
+        with open_client(config.cluster) as client:
+            n = cluster_threads(client)
+    cuda = config.train.device != "cpu" and resolve_device("auto") == "cuda"
+    what = f"the Dask cluster {config.cluster}: {n} worker threads"
+    return n, what, config.train.threads or 1, "cuda" if cuda else "cpu"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An experiment's cost: the ``--plan`` text, and its estimated wall time in seconds."""
+
+    lines: list[str]
+    seconds: float
+
+
+def describe_cost(config: ExperimentConfig, out: str | os.PathLike) -> str:
+    """The ``--plan`` text: runs, data, training images, measured speeds, estimated wall time."""
+    return "\n".join(estimate(config, out).lines)
+
+
+def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
+    """What is left of ``config`` in the folder ``out``, and its wall time estimated from a
+    probe of each design's speed here (see the module docstring)."""
+    out = Path(out)
+    jobs = planning.plan(config)
+    done = survey(config, out) if out.exists() else {j.name: 0 for j in jobs}
+    line, sizes, shape = _data(config, out)
+    config.check_train_size(sizes[0])
+    slots, where, threads, device = _slots(config, len(done))
+    speeds = {m: probe(planning.run_config(config, _first(jobs, m), device, threads), shape)
+              for m in config.models}  # fmt: skip
+    per_epoch = sizes[0] // config.train.batch_size * config.train.batch_size
+    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {planning.path_taken(config)}.",
+             f"data: {line}",
+             f"{'run':<22}{'epochs':>7}{'training images':>17}{'estimate':>12}"]  # fmt: skip
+    total, left, times = 0, 0, []
+    for job in jobs:
+        total += job.epochs * per_epoch
+        if job.name not in done:
+            lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{job.epochs * per_epoch:>17,}"
+                         f"{'finished':>12}")  # fmt: skip
+            continue
+        evals = planning.run_config(config, job).train.eval_epochs()
+        evaluated = sum(e > done[job.name] for e in evals) * (sizes[1] + sizes[2])
+        images = (job.epochs - done[job.name]) * per_epoch
+        s = speeds[job.model]
+        times.append(images / s.train + evaluated / s.evaluate)
+        left += images
+        lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{images:>17,}{duration(times[-1]):>12}")
+    lines.append(f"total: {total:,} training images, {left:,} of them left to train")
+    lines.append(f"speed measured here on {device}, {threads} thread{'s' * (threads > 1)} a run "
+                 f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
+                 "images/s training | evaluating:")  # fmt: skip
+    lines += [f"  {m:<6}{s.train:>10,.0f} | {s.evaluate:,.0f}" for m, s in speeds.items()]
+    seconds = makespan(times, slots)
+    lines.append(f"estimated wall time: {duration(seconds)}, {where}")
+    return Cost(lines, seconds)
+
+
+def _first(jobs: Sequence[planning.Job], model: str) -> planning.Job:
+    return next(j for j in jobs if j.model == model)

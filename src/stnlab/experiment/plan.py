@@ -1,0 +1,114 @@
+"""An experiment's plan: which runs it needs, the config of each, and the path it takes.
+
+With a constant learning rate a run of E epochs passes through the states of every
+shorter run with the same seed, so one run per (model, seed), evaluated at each
+budget, gives the protocol's numbers (*budget reuse*); a schedule tied to the total
+number of epochs needs one run per (model, budget, seed) (*separate runs*).
+
+Example:
+    >>> from stnlab.config.presets import preset
+    >>> [job.name for job in plan(preset("smoke"))][:2]
+    ['cnn-s0', 'cnn-s1']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from stnlab import models
+from stnlab.config import ConfigError, ExperimentConfig, RunConfig
+from stnlab.data import describe
+
+__all__ = [
+    "Job",
+    "check_models",
+    "describe_plan",
+    "path_taken",
+    "plan",
+    "reuses_budgets",
+    "run_config",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: ``epochs`` of ``model`` with ``seed``, read out at each of ``budgets``."""
+
+    model: str
+    seed: int
+    epochs: int
+    budgets: tuple[int, ...]
+    name: str  # the run's folder under DIR/runs
+
+
+def reuses_budgets(config: ExperimentConfig) -> bool:
+    """True when one run per (model, seed) gives every budget's numbers (constant LR)."""
+    return config.reuse and config.train.schedule == "constant"
+
+
+def plan(config: ExperimentConfig) -> list[Job]:
+    """The runs the config needs, in the order they are started (its models checked first)."""
+    check_models(config)
+    if reuses_budgets(config):
+        top = max(config.budgets)
+        return [
+            Job(m, s, top, config.budgets, f"{m}-s{s}") for m in config.models for s in config.seeds
+        ]
+    return [
+        Job(m, s, b, (b,), f"{m}-e{b}-s{s}")
+        for b in sorted(config.budgets, reverse=True)  # longest first: workers finish together
+        for m in config.models
+        for s in config.seeds
+    ]
+
+
+def run_config(
+    config: ExperimentConfig, job: Job, device: str | None = None, threads: int | None = None
+) -> RunConfig:
+    """The config of one job's run: the experiment's, with the job's model, epochs and seed
+    (and ``device``/``threads`` where given).
+
+    Besides its budgets a run is evaluated every ``train.eval_every`` epochs, by default
+    about 50 times (the points of the training curves).
+    """
+    every = config.train.eval_every or max(1, job.epochs // 50)
+    train = replace(config.train, epochs=job.epochs, seed=job.seed, eval_at=job.budgets,
+                    eval_every=every, device=device or config.train.device,
+                    threads=threads or config.train.threads)  # fmt: skip
+    return RunConfig(replace(config.model, name=job.model), train, config.data)
+
+
+def check_models(config: ExperimentConfig) -> None:
+    """Refuse a design that no one registered, before anything runs."""
+    known = models.names()
+    for name in config.models:
+        if name not in known:
+            raise ConfigError(f"models: unknown model {name!r}; known: {', '.join(known)}", "models")
+
+
+def path_taken(config: ExperimentConfig) -> str:
+    """Which path the experiment takes (budget reuse or separate runs), and why."""
+    t = config.train
+    setting = f"batch {t.batch_size}, Adam lr {t.lr:g}, {config.model.size}-size models"
+    if reuses_budgets(config):
+        return (
+            f"Budget reuse: one {max(config.budgets)}-epoch run per (model, seed), evaluated "
+            f"after epochs {', '.join(map(str, config.budgets))} (constant learning rate); "
+            + setting
+        )
+    why = "budget reuse is off" if t.schedule == "constant" else f"the {t.schedule} schedule"
+    why += " depends on the total epochs" if t.schedule != "constant" else ""
+    return f"Separate runs: one per (model, budget, seed), since {why}; " + setting
+
+
+def describe_plan(config: ExperimentConfig) -> str:
+    """The runs an experiment needs, one line each, after the path it takes."""
+    jobs = plan(config)
+    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
+    lines.append(f"data: {describe(config.data)}")
+    for job in jobs:
+        at = ", ".join(map(str, job.budgets))
+        lines.append(
+            f"  runs/{job.name}: {job.model}, seed {job.seed}, {job.epochs} epochs, read at {at}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""Running an experiment: its plan (:mod:`stnlab.experiment.plan`) -> training runs (in
+sequence, in local worker processes or on a Dask cluster: :mod:`stnlab.experiment.execution`)
+-> results.csv and summary.md.
+
+A run is one :func:`stnlab.train.train` call in its own folder ``DIR/runs/NAME``; a run
+folder that holds part of a run resumes, a finished one is read, not trained again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from stnlab import models
+from stnlab.config import ConfigError, ExperimentConfig, RunConfig
+from stnlab.data import dataset_of, describe, file_of, save
+from stnlab.experiment import execution
+from stnlab.experiment.cluster.jobs import distributed
+from stnlab.experiment.execution import Failure, Reporter, Task
+from stnlab.experiment.placement import Placement, place
+from stnlab.experiment.plan import Job, path_taken, plan, reuses_budgets, run_config
+from stnlab.report import results
+from stnlab.runs import ExperimentDir
+from stnlab.runs.run_folder import CHECKPOINT, METRICS
+
+__all__ = ["ExperimentResult", "collect_rows", "prepare_data", "run_experiment", "survey"]
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` did: the jobs, which trained now, which were already done."""
+
+    out: Path
+    jobs: list[Job]
+    trained: list[str]
+    skipped: list[str]
+    rows: list[dict[str, Any]]
+    reuse: bool
+    seconds: float
+    failed: list[Failure] = field(default_factory=list)  # runs that failed by themselves
+
+
+def _survey(out: ExperimentDir, jobs: list[Job], runs: dict[str, RunConfig]) -> dict[str, int]:
+    """Epochs already trained by each unfinished job (finished ones left out), after checking
+    every file of the run folders that resuming reads: nothing is written before this."""
+    done = {}
+    for job in jobs:
+        folder = out.run(job.name)
+        diff = folder.differences(runs[job.name])
+        if diff:
+            raise ConfigError(f"{folder.path} holds a run of another config ({'; '.join(diff)}); "
+                              "delete it or choose another --out")  # fmt: skip
+        if folder.is_finished():
+            folder.summary()
+            evs = folder.evaluations()
+            lost = sorted({b for b in job.budgets for s in ("valid", "test") if (b, s) not in evs})
+            if lost:
+                raise folder.damaged(METRICS, f"lacks the evaluations after epochs {lost}")
+            continue
+        done[job.name] = 0
+        if folder.file(CHECKPOINT).exists():
+            ck = folder.load_checkpoint()
+            folder.check_metrics(ck.metrics_bytes)
+            done[job.name] = ck.epoch
+    return done
+
+
+def survey(config: ExperimentConfig, out: str | os.PathLike) -> dict[str, int]:
+    """Epochs already trained by each unfinished run of ``config`` in ``out`` (finished runs
+    left out), after checking every file that resuming reads; writes nothing."""
+    folder, jobs = ExperimentDir(out), plan(config)
+    _check_out(config, folder)
+    return _survey(folder, jobs, {job.name: run_config(config, job) for job in jobs})
+
+
+def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
+    """The file every job loads: ``data.path``, the published set (downloaded once), or
+    ``DIR/data.npz`` generated once."""
+    if (file := file_of(config.data)) is not None:
+        path = Path(file).resolve()
+    else:
+        path = ExperimentDir(out).data_file
+        if not path.is_file():
+            log(f"making {describe(config.data)} -> {path}")
+            save(dataset_of(config.data), path)
+    config.check_train_size(len(execution.load_data(str(path)).y_train))
+    return path
+
+
+def _check_out(config: ExperimentConfig, out: ExperimentDir) -> None:
+    """Refuse a folder that holds an experiment on other data: its runs would be mixed up."""
+    record = out.record()
+    if record is not None and record["data"].decisive() != config.data.decisive():
+        raise ConfigError(f"{out.path} holds an experiment on other data "
+                          f"({describe(record['data'])}); choose another --out")  # fmt: skip
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | os.PathLike,
+    workers: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ExperimentResult:
+    """Run every job of ``config`` not already finished under ``out``; write results and summary.
+
+    Every file that resuming reads is checked before anything is written. A run that fails
+    by itself (a diverged loss, say) is reported once and listed in the result's ``failed``;
+    the others go on.
+
+    Args:
+        config: the experiment (already checked by its ``__post_init__``); ``config.cluster``
+            sends the runs to a Dask cluster, else they train on this machine.
+        out: the experiment's folder; run NAME trains in ``out/runs/NAME``.
+        workers: parallel worker processes (``None``: ``config.workers``).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``None``: ``config.train.device``).
+        progress: progress bars (one per run in sequence; one overall bar otherwise).
+        log: where progress lines go.
+
+    Raises:
+        UserError: anything found wrong before training starts (a ConfigError, DataError,
+            RunFolderError, or a ClusterError: no Dask, no scheduler at the address).
+        KeyboardInterrupt: after stopping the runs (their folders stay resumable).
+    """
+    t0 = time.perf_counter()
+    config = _override(config, workers, device)
+    folder, jobs = ExperimentDir(out), plan(config)
+    done = survey(config, out)
+    todo = [job for job in jobs if job.name in done]
+    if config.cluster is not None:
+        distributed()  # no Dask: one line, before anything is written
+    where = place(config, len(todo))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    data_path = prepare_data(config, folder.path, log)
+    folder.write_record(config.to_dict(), reuses_budgets(config), data_path)
+    skipped = [job.name for job in jobs if job.name not in done]
+    for line in _plan_lines(config, jobs, skipped, where):
+        log(line)
+    tasks = [Task(j.name, run_config(config, j, where.device, where.threads),
+                  folder.run(j.name).path.resolve(), done[j.name]) for j in todo]  # fmt: skip
+    failed = _train_tasks(config, folder, todo, tasks, where, data_path, progress, log)
+    rows = collect_rows(folder, jobs)
+    _write_outcome(config, folder, rows, failed)
+    trained = [job.name for job in todo if job.name not in {f.name for f in failed}]
+    return ExperimentResult(folder.path, jobs, trained, skipped, rows, reuses_budgets(config),
+                            time.perf_counter() - t0, failed)  # fmt: skip
+
+
+def _override(config: ExperimentConfig, workers: int | None, device: str | None):
+    """``config`` with the caller's workers and device, checked as the config's own fields."""
+    if workers is not None:
+        config = replace(config, workers=workers)
+    if device is not None:
+        config = replace(config, train=replace(config.train, device=device))
+    return config
+
+
+def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -> list[Failure]:
+    """Train the tasks where ``where`` says; returns the runs that failed."""
+    by_name = {job.name: job for job in todo}
+    several = where.cluster is not None or len(where.devices) > 1
+    reporter = Reporter(tasks, lambda name, summary: _log_done(by_name[name], summary, folder, log),
+                        log, bar=progress and several and bool(tasks))  # fmt: skip
+    try:
+        if not tasks:
+            pass
+        elif not several:
+            execution.train_here(tasks, data_path, reporter, progress)
+        else:
+            tasks = _longest_first(config, tasks, by_name)
+            if where.cluster is not None:
+                shared = {"auto": None, "yes": True, "no": False}[config.shared_fs]
+                execution.train_on_cluster(tasks, data_path, where.cluster, shared,
+                                           folder.path.resolve(), reporter)  # fmt: skip
+            else:
+                execution.train_in_pool(tasks, data_path, where.devices, reporter)
+    finally:
+        reporter.close()
+    return reporter.failures
+
+
+def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed=()) -> None:
+    """results.csv and summary.md (which names the runs that failed)."""
+    folder.write_results(rows)
+    notes = [f"Data: {describe(config.data)}.", path_taken(config) + "."]
+    notes += [f"Run {f.name} failed: {f.message}." for f in failed]
+    title = f"Experiment `{config.name}`: test accuracy"
+    comparisons = results.compare(folder, rows) if rows else None
+    folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
+
+
+def _plan_lines(config, jobs, skipped, where: Placement) -> list[str]:
+    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
+    if skipped:
+        lines.append(f"resuming: {len(skipped)} finished runs skipped ({', '.join(skipped)})")
+    lines.append(where.describe(len(jobs) - len(skipped)))
+    return lines
+
+
+def _log_done(job: Job, summary: dict[str, Any], folder: ExperimentDir, log) -> None:
+    evs = folder.run(job.name).evaluations()
+    accs = ", ".join(
+        f"{b}: {100 * evs[(b, 'test')]['accuracy']:.1f}%" for b in job.budgets if (b, "test") in evs
+    )
+    log(f"done {job.name} in {summary['train_seconds']:.0f} s; test accuracy after epochs {accs}")
+
+
+def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]):
+    """The tasks ordered by a cost guess (epochs × parameters), so workers end together."""
+    size = {m: models.count_parameters(models.create(replace(config.model, name=m)))
+            for m in config.models}  # fmt: skip
+    return sorted(tasks, key=lambda t: -jobs[t.name].epochs * size[jobs[t.name].model])
+
+
+def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """One row per model × budget × seed, read from each run's metrics.jsonl."""
+    rows = []
+    for job in jobs:
+        evs = folder.run(job.name).evaluations()
+        for b in job.budgets:
+            valid, test = evs.get((b, "valid")), evs.get((b, "test"))
+            if valid is not None and test is not None:
+                rows.append(
+                    {
+                        "model": job.model,
+                        "epochs": b,
+                        "seed": job.seed,
+                        "valid_accuracy": valid["accuracy"],
+                        "test_accuracy": test["accuracy"],
+                        "train_seconds": test["train_seconds"],
+                        "run": job.name,
+                    }
+                )
+    order = {name: i for i, name in enumerate(dict.fromkeys(job.model for job in jobs))}
+    return sorted(rows, key=lambda r: (order[r["model"]], r["epochs"], r["seed"]))

@@ -1,0 +1,1 @@
+"""What an experiment found: statistics and significance, the figures, and report.html."""

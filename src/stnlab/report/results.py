@@ -1,0 +1,161 @@
+"""An experiment's numbers: test-accuracy statistics of results.csv rows, significance of
+the differences between designs (from each run's per-sample predictions), and summary.md."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stnlab.report import significance
+
+if TYPE_CHECKING:
+    from stnlab.runs.experiment_folder import ExperimentDir
+
+__all__ = [
+    "Stats",
+    "best_per_budget",
+    "compare",
+    "correctness",
+    "format_stats",
+    "ranking",
+    "summarize",
+    "summary_caption",
+    "summary_markdown",
+    "summary_table",
+]
+
+Comparisons = dict[int, dict[tuple[str, str], significance.Difference]]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Test accuracy over the runs of one model at one budget."""
+
+    runs: int
+    mean: float
+    std: float  # sample standard deviation (0 for one run)
+    min: float
+    max: float
+    seconds: float  # mean training time
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], Stats]:
+    """Stats of test accuracy per (model, epochs), in the rows' order."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], int(row["epochs"])), []).append(row)
+    out = {}
+    for key, group in groups.items():
+        acc = [float(r["test_accuracy"]) for r in group]
+        mean = sum(acc) / len(acc)
+        var = sum((a - mean) ** 2 for a in acc) / (len(acc) - 1) if len(acc) > 1 else 0.0
+        secs = sum(float(r["train_seconds"]) for r in group) / len(group)
+        out[key] = Stats(len(acc), mean, math.sqrt(var), min(acc), max(acc), secs)
+    return out
+
+
+def best_per_budget(stats: dict[tuple[str, int], Stats]) -> dict[int, str]:
+    """The model with the highest mean test accuracy at each budget."""
+    best: dict[int, str] = {}
+    for (model, epochs), s in stats.items():
+        if epochs not in best or s.mean > stats[(best[epochs], epochs)].mean:
+            best[epochs] = model
+    return best
+
+
+def format_stats(s: Stats) -> str:
+    """``98.10 ± 0.21 (97.90–98.30)`` in percent; one run is its value alone, ``98.10``."""
+    if s.runs == 1:
+        return f"{100 * s.mean:.2f}"
+    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} ({100 * s.min:.2f}–{100 * s.max:.2f})"
+
+
+def summary_table(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
+    """The test-accuracy table: header, one row of cells per budget (mean ± std (min–max) per
+    model, then the best model), and the (row, column) cells of each budget's best mean."""
+    stats = summarize(rows)
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    best = best_per_budget(stats)
+    body, bold = [], set()
+    for i, b in enumerate(sorted({int(r["epochs"]) for r in rows})):
+        cells = [str(b)]
+        for j, m in enumerate(names):
+            cells.append(format_stats(stats[(m, b)]) if (m, b) in stats else "–")
+            if best.get(b) == m:
+                bold.add((i, j + 1))
+        body.append([*cells, best.get(b, "–")])
+    return ["epochs", *names, "best"], body, bold
+
+
+def summary_caption(rows: Sequence[dict[str, Any]]) -> str:
+    """What the cells of :func:`summary_table` hold, for these rows."""
+    if max(s.runs for s in summarize(rows).values()) == 1:
+        return "Test accuracy (%) of one run per design; the best at each budget is bold."
+    return (
+        "Test accuracy (%): mean ± standard deviation over runs (min–max); the best mean at "
+        "each budget is bold (best by the mean, not necessarily by a significant margin)."
+    )
+
+
+def correctness(folder: ExperimentDir, rows: Sequence[dict[str, Any]]) -> dict[int, dict]:
+    """Per budget and design, (runs, N) bools: each run's test predictions == labels."""
+    found: dict[int, dict[str, list]] = {}
+    for row in rows:
+        predictions = folder.run(row["run"]).predictions()
+        guessed, _ = predictions.at(int(row["epochs"]))
+        found.setdefault(int(row["epochs"]), {}).setdefault(row["model"], []).append(
+            guessed == predictions.labels
+        )
+    return {b: {m: np.stack(runs) for m, runs in by.items()} for b, by in found.items()}
+
+
+def compare(folder: ExperimentDir, rows: Sequence[dict[str, Any]]) -> Comparisons:
+    """Every pair of designs at every budget: the difference in test accuracy and its interval."""
+    return {b: significance.compare_designs(by) for b, by in correctness(folder, rows).items()}
+
+
+def ranking(rows: Sequence[dict[str, Any]], comparisons: Comparisons) -> tuple[int, str]:
+    """The last budget and the designs' ranking there, "within noise" where that is the truth."""
+    top = max(int(r["epochs"]) for r in rows)
+    means = {m: s.mean for (m, b), s in summarize(rows).items() if b == top}
+    return top, significance.ranking_sentence(means, comparisons[top])
+
+
+def summary_markdown(
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    notes: Sequence[str] = (),
+    comparisons: Comparisons | None = None,
+) -> str:
+    """summary.md: test accuracy per model and budget, the ranking, the differences' intervals."""
+    header, body, bold = summary_table(rows)
+    names = header[1:-1]
+    lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
+    if comparisons and len(names) > 1:
+        top, sentence = ranking(rows, comparisons)
+        lines += [f"After {top} epochs: {sentence}.", ""]
+    lines += [
+        summary_caption(rows),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---:|" + "---|" * len(names) + "---|",
+    ]
+    for i, cells in enumerate(body):
+        shown = [f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]
+        lines.append("| " + " | ".join(shown) + " |")
+    stats = summarize(rows)
+    lines += ["", "Mean training time per run (s) up to each budget:", ""]
+    lines += ["| epochs | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for b in sorted({int(r["epochs"]) for r in rows}):
+        cells = [f"{stats[(m, b)].seconds:.0f}" if (m, b) in stats else "–" for m in names]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    if comparisons and len(names) > 1:
+        lines += ["", "## Are the differences real?", ""]
+        lines.append(significance.significance_markdown(comparisons).rstrip("\n"))
+    return "\n".join(lines) + "\n"

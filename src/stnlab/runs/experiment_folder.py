@@ -1,0 +1,159 @@
+"""An experiment folder: its file names and formats, written (atomically) and read here only.
+
+    experiment.json   the config, whether runs are reused across budgets, the data file
+    data.npz          the data set every run trains on (when the config generates it)
+    runs/NAME/        one training run each (:class:`stnlab.runs.run_folder.RunDir`)
+    results.csv       one row per model × budget × seed
+    summary.md        test accuracy per model and budget
+    report.html       the report, with its figures in figures/NAME.png
+
+Example:
+    >>> ExperimentDir("runs/demo").run("stn-s0")
+    RunDir('runs/demo/runs/stn-s0')
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stnlab.runs.atomic import atomic_write
+from stnlab.config import DataConfig
+from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs.run_folder import RunDir
+
+__all__ = ["RESULT_COLUMNS", "ExperimentDir"]
+
+RECORD, RESULTS, SUMMARY, REPORT, DATA = (
+    "experiment.json", "results.csv", "summary.md", "report.html", "data.npz",
+)  # fmt: skip
+# results.csv: the protocol's columns, then the run folder each row comes from.
+RESULT_COLUMNS = ("model", "epochs", "seed", "valid_accuracy", "test_accuracy", "train_seconds")
+_TYPES = {"epochs": int, "seed": int, "valid_accuracy": float, "test_accuracy": float,
+          "train_seconds": float}  # fmt: skip
+_RERUN = "run `stnlab experiment` on this folder again to rewrite it (finished runs are kept)"
+
+
+class ExperimentDir:
+    """The folder of one experiment (see the module docstring for its files)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def run(self, name: str) -> RunDir:
+        return RunDir(self.path / "runs" / name)
+
+    @property
+    def data_file(self) -> Path:
+        """Where the experiment keeps the data set it generates."""
+        return self.file(DATA)
+
+    def figure(self, name: str) -> Path:
+        return self.path / "figures" / f"{name}.png"
+
+    def _write(self, name: str, text: str) -> Path:
+        with atomic_write(self.file(name)) as f:
+            f.write(text.encode())
+        return self.file(name)
+
+    # ------------------------------------------------------------------------- experiment.json
+
+    def write_record(self, config: dict[str, Any], reuse: bool, data_path: Path) -> None:
+        """experiment.json: the config as run, the path it took and the data file it used."""
+        record = {"config": config, "reuse": reuse, "data_path": str(data_path)}
+        self._write(RECORD, json.dumps(record, indent=2) + "\n")
+
+    def record(self) -> dict[str, Any] | None:
+        """experiment.json, checked, with its data config parsed as ``record["data"]``;
+        ``None`` when there is none yet."""
+        path = self.file(RECORD)
+        if not path.exists():
+            return None
+        todo = "delete it to let the experiment write it again (its runs are kept)"
+        try:
+            record = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RunFolderError(f"{path} is not valid JSON ({problem}); {todo}") from None
+        kinds = {"config": dict, "reuse": bool, "data_path": str}
+        for key, kind in kinds.items():
+            if not isinstance(record, dict) or not isinstance(record.get(key), kind):
+                raise RunFolderError(f"{path} has no {key!r} of the right kind; {todo}")
+        try:
+            record["data"] = DataConfig.from_dict(record["config"].get("data", {}))
+        except ConfigError as exc:
+            raise RunFolderError(f"{path} holds a bad data config ({exc}); {todo}") from None
+        return record
+
+    # ------------------------------------------------------------------------- results.csv
+
+    def write_results(self, rows: Sequence[dict[str, Any]]) -> None:
+        """results.csv: one row per model × budget × seed, floats to 6 decimals."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[*RESULT_COLUMNS, "run"], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
+        self._write(RESULTS, buf.getvalue())
+
+    def results(self) -> list[dict[str, Any]]:
+        """The rows of results.csv with numbers parsed, checked."""
+        path = self.file(RESULTS)
+        if not path.is_file():
+            raise RunFolderError(f"{self.path} has no {RESULTS} "
+                                 f"(run `stnlab experiment --out {self.path}` first)")  # fmt: skip
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise RunFolderError(f"{path} is not text; {_RERUN}") from None
+        if not text.endswith("\n"):
+            raise RunFolderError(f"{path} is cut short (no newline at its end); {_RERUN}")
+        lines = text.splitlines()
+        reader = csv.DictReader(lines, strict=True)
+        try:
+            if tuple(reader.fieldnames or ()) != (*RESULT_COLUMNS, "run"):
+                raise RunFolderError(f"{path} does not start with the header "
+                                     f"{','.join((*RESULT_COLUMNS, 'run'))}; {_RERUN}")  # fmt: skip
+            return [self._row(path, i + 2, row) for i, row in enumerate(reader)]
+        except csv.Error as exc:
+            raise RunFolderError(f"{path} is not valid CSV ({exc}); {_RERUN}") from None
+
+    @staticmethod
+    def _row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
+        if None in row or None in row.values() or not row["model"] or not row["run"]:
+            raise RunFolderError(f"{path} line {number} does not have the header's "
+                                 f"{len(RESULT_COLUMNS) + 1} columns; {_RERUN}")  # fmt: skip
+        for key, kind in _TYPES.items():
+            try:
+                row[key] = kind(row[key])
+            except ValueError:
+                raise RunFolderError(f"{path} line {number}: {key} {row[key]!r} is not a "
+                                     f"number; {_RERUN}") from None  # fmt: skip
+        return row
+
+    # ------------------------------------------------------------------------- summary, report
+
+    def write_summary(self, text: str) -> Path:
+        return self._write(SUMMARY, text)
+
+    def summary_file(self) -> Path:
+        return self.file(SUMMARY)
+
+    def write_report(self, html: str, figures: dict[str, bytes], known: Iterable[str]) -> Path:
+        """report.html and its figures; a ``known`` figure not made this time is deleted, so a
+        stale one from an older report cannot survive."""
+        for name in known:
+            if name not in figures:
+                self.figure(name).unlink(missing_ok=True)
+        for name, png in figures.items():
+            with atomic_write(self.figure(name)) as f:
+                f.write(png)
+        return self._write(REPORT, html)
