@@ -63,8 +63,10 @@ def main() -> None:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     ds = make_dataset(sizes=(args.steps * args.batch, 200, 0))
     x_fixed = ds.x_valid[:200]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
-          f"epoch = {args.steps} steps of batch {args.batch} on {ds.image_size}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+        f"epoch = {args.steps} steps of batch {args.batch} on {ds.image_size}"
+    )
     print(f"{'model':<7}{'epoch s':>9}{'statistics ms':>15}{'share':>8}")
     for name in args.models:
         torch.manual_seed(0)

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stnlab import experiment
 from stnlab.config import presets as ex
 from stnlab.experiment import runner
 from stnlab.experiment.estimate import estimate
@@ -41,13 +42,17 @@ def config_for(mode: str, args: argparse.Namespace, data: Path):
     pool = {"workers": args.workers}
     if args.device.startswith("cuda"):  # the pool's processes share the GPU: runs_per_gpu
         pool["runs_per_gpu"] = args.workers
-    where = {"here": {"workers": 1}, "pool": pool,
-             "cluster": {"cluster": f"local:{args.workers}"}}[mode]  # fmt: skip
+    where = {"here": {"workers": 1}, "pool": pool, "cluster": {"cluster": f"local:{args.workers}"}}[
+        mode
+    ]
     return ex.preset(
-        "demo", budgets=args.budgets, iterations=args.train // args.batch,
-        data={"path": str(data)}, train={"batch_size": args.batch, "device": args.device},
+        "demo",
+        budgets=args.budgets,
+        iterations=args.train // args.batch,
+        data={"path": str(data)},
+        train={"batch_size": args.batch, "device": args.device},
         **where,
-    )  # fmt: skip
+    )
 
 
 def measure(mode: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[str, float]:
@@ -67,8 +72,10 @@ def _row(name: str, runs: list[dict[str, float]]) -> str:
     """One line: the figures of ``runs`` (their medians, for several)."""
     m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     outside = 1 - m["training"] / (m["wall"] * m["slots"])
-    return (f"{name:<16}{m['slots']:>6.0f}{m['wall']:>9.1f}{m['estimate']:>11.1f}"
-            f"{m['training']:>11.1f}{100 * outside:>10.1f}%")  # fmt: skip
+    return (
+        f"{name:<16}{m['slots']:>6.0f}{m['wall']:>9.1f}{m['estimate']:>11.1f}"
+        f"{m['training']:>11.1f}{100 * outside:>10.1f}%"
+    )
 
 
 def _cpu() -> str:
@@ -94,20 +101,28 @@ def main() -> None:
 
     from stnlab.data import make_dataset, save
 
-    print(f"{_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
-          f"{os.getloadavg()[0]:.1f} at the start")  # fmt: skip
+    print(
+        f"{_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
+        f"{os.getloadavg()[0]:.1f} at the start"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-experiment-") as tmp:
         data = Path(tmp) / "data.npz"
         save(make_dataset(sizes=(args.train, 500, 500), seed=0, source="embedded"), data)
         c = config_for("here", args, data)
         print(
-            f"experiment: {len(runner.plan(c))} runs of {max(args.budgets)} epochs, "
+            f"experiment: {len(experiment.plan(c))} runs of {max(args.budgets)} epochs, "
             f"{args.train} training images of {c.model.size} models, on {args.device}"
         )
-        names = {"here": "in process", "pool": f"pool of {args.workers}",
-                 "cluster": f"local:{args.workers}"}  # fmt: skip
-        print(f"{'mode':<16}{'slots':>6}{'wall s':>9}{'estimate s':>11}{'train s':>11}"
-              f"{'outside':>11}", flush=True)  # fmt: skip
+        names = {
+            "here": "in process",
+            "pool": f"pool of {args.workers}",
+            "cluster": f"local:{args.workers}",
+        }
+        print(
+            f"{'mode':<16}{'slots':>6}{'wall s':>9}{'estimate s':>11}{'train s':>11}"
+            f"{'outside':>11}",
+            flush=True,
+        )
         order, runs = list(args.modes), {m: [] for m in args.modes}
         for r in range(args.repeats):
             for mode in order if r % 2 == 0 else order[::-1]:

@@ -1,4 +1,5 @@
-"""Time of one significance interval (stnlab.report.significance.accuracy_difference) per test-set size.
+"""Time of one significance interval (``accuracy_difference`` of stnlab.report.significance)
+per test-set size.
 
 Prints one row per (test images, runs per design): the median seconds of a 4,000-resample
 interval, the number of distinct correctness patterns it resamples, and the time of a

@@ -95,14 +95,20 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: images per CPU-second, steadier on a busy machine")  # fmt: skip
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: images per CPU-second, steadier on a busy machine",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"torch {torch.__version__} on {where}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch}, "
-          f"images per {args.clock} second")  # fmt: skip
+    print(
+        f"torch {torch.__version__} on {where}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch}, "
+        f"images per {args.clock} second"
+    )
     head = f"{'model':<6}{'size':<12}{'params':>10}"
     head += "".join(f"{m + ' img/s':>16}" for m in args.modes)
     head += f"{'compile s':>11}" if "compiled" in args.modes else ""

@@ -43,12 +43,22 @@ def main() -> None:
 
     if args.gpus:  # one worker per job holding GPU=K units: K runs at once over its GPUs
         units = args.gpus * args.runs_per_gpu
-        shape = dict(cores=units, processes=1, job_extra_directives=[f"--gres=gpu:{args.gpus}"],
-                     worker_extra_args=["--resources", f"GPU={units}"])  # fmt: skip
+        shape = dict(
+            cores=units,
+            processes=1,
+            job_extra_directives=[f"--gres=gpu:{args.gpus}"],
+            worker_extra_args=["--resources", f"GPU={units}"],
+        )
     else:  # one single-thread worker per core: these small nets train best that way
         shape = dict(cores=args.cores, processes=args.cores)
-    cluster = SLURMCluster(queue=args.queue, account=args.account, memory=args.memory,
-                           walltime=args.walltime, local_directory="/tmp", **shape)  # fmt: skip
+    cluster = SLURMCluster(
+        queue=args.queue,
+        account=args.account,
+        memory=args.memory,
+        walltime=args.walltime,
+        local_directory="/tmp",
+        **shape,
+    )
     if args.dry_run:
         print(cluster.job_script())
         cluster.close()

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stnlab import models
-from stnlab.cli import main as cli
+from stnlab import cli, models
 from stnlab.config import RunConfig
 from stnlab.data import make_dataset, save
 from stnlab.runs.run_folder import RunDir

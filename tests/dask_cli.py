@@ -69,16 +69,36 @@ def dask_cli(folder: Path, workers: int = 2) -> Iterator[DaskCLI]:
 
     def start(name: str, *args: str) -> None:
         with open(folder / f"{name}.log", "wb") as log:
-            procs.append(subprocess.Popen([str(dask), *args], cwd=folder, env=env, stdout=log,
-                                          stderr=log, start_new_session=True))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [str(dask), *args],
+                    cwd=folder,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
 
     try:
-        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-              "--no-dashboard")  # fmt: skip
+        start(
+            "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"
+        )
         for i in range(workers):
-            start(f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1",
-                  "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
-                  str(folder / f"worker{i}"))  # fmt: skip
+            start(
+                f"worker{i}",
+                "worker",
+                address,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--local-directory",
+                str(folder / f"worker{i}"),
+            )
         with open_client(address, connect_timeout=60) as client:
             cluster = DaskCLI(address, client, folder)
             cluster.ready(workers)

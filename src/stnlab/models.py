@@ -133,8 +133,9 @@ class Model(nn.Module):
         self.widths: Widths = config.layers()
         self.in_size = T.as_size(config.in_size)
         self.transformers = nn.ModuleList()  # registered first: the figures read left to right
-        self.classifier = Classifier(config.in_channels, self.in_size, config.num_classes,
-                                     self.widths)  # fmt: skip
+        self.classifier = Classifier(
+            config.in_channels, self.in_size, config.num_classes, self.widths
+        )
 
     def _image_transformer(self, first: bool = True) -> SpatialTransformer:
         """A transformer that warps the input image to its own size.
@@ -297,8 +298,10 @@ def create(name: str | ModelConfig, **options: Any) -> Model:
 
 def _check_names(config: ModelConfig) -> None:
     """Refuse a model or transform name that nobody registered, naming the known ones."""
-    for key, name, known in (("model.name", config.name, names()),
-                             ("model.transform", config.transform, T.names())):  # fmt: skip
+    for key, name, known in (
+        ("model.name", config.name, names()),
+        ("model.transform", config.transform, T.names()),
+    ):
         if name not in known:
             noun = key.split(".")[1].replace("name", "model")
             raise ConfigError(f"{key}: unknown {noun} {name!r}; known: {', '.join(known)}", key)

@@ -155,8 +155,11 @@ class _MatrixTransform(Transform):
             return self.from_matrix(product)
 
     def zoom(self, scale: float, batch_size: int = 1, device=None, dtype=None) -> Tensor:
-        diagonal = torch.tensor([float(scale)] * self.dims + [1.0], device=device,
-                                dtype=dtype or torch.get_default_dtype())  # fmt: skip
+        diagonal = torch.tensor(
+            [float(scale)] * self.dims + [1.0],
+            device=device,
+            dtype=dtype or torch.get_default_dtype(),
+        )
         return self.from_matrix(torch.diag(diagonal).expand(batch_size, -1, -1))
 
     def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:

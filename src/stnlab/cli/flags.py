@@ -63,12 +63,15 @@ def add_options(
             text += f" (default: {_shown(f.default)})"
         dest = _dest(cls, f.name)
         names[dest] = flag
-        kwargs = {"metavar": f.metadata.get("metavar") or f.name.upper(),
-                  **_flag_type(hints[f.name])}  # fmt: skip
+        kwargs = {
+            "metavar": f.metadata.get("metavar") or f.name.upper(),
+            **_flag_type(hints[f.name]),
+        }
         if f.metadata.get("const") is not None:  # the value may be left out: --flag [VALUE]
             kwargs.update(nargs="?", const=f.metadata["const"])
-        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
-                            help=text.replace("%", "%%"), **kwargs)  # fmt: skip
+        parser.add_argument(
+            flag, dest=dest, default=argparse.SUPPRESS, help=text.replace("%", "%%"), **kwargs
+        )
     parser.set_defaults(_flags=names)
 
 

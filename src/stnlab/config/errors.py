@@ -1,7 +1,7 @@
 """The user-error family: problems a user can fix, shown by the CLI as one line (exit status 2).
 
 Library code raises a subclass of :class:`UserError` for bad input (a config value, a
-data file, a damaged run folder); :func:`stnlab.cli.main.main` catches the family once.
+data file, a damaged run folder); :func:`stnlab.cli.app.main` catches the family once.
 Everything else is a bug and keeps its traceback.
 """
 

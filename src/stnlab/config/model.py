@@ -34,12 +34,18 @@ class Widths(Config):
     # started at the identity, the stn never learns to zoom (the classifier co-adapts to
     # the scale it first sees); started at 0.7 it keeps the zoom, follows the digit and
     # gains ~1 point (97.3 vs 96.2% valid; 0.6: 97.4%). README "Results" has the numbers.
-    loc_zoom: float = option(0.7, "the image transformer starts as a centred zoom on this "
-                             "part of each side (1: the identity)")  # fmt: skip
+    loc_zoom: float = option(
+        0.7,
+        "the image transformer starts as a centred zoom on this "
+        "part of each side (1: the identity)",
+    )
 
     def check(self) -> None:
-        self.require(len(self.conv) >= 2, "conv", "needs at least two blocks (mstn places a "
-                     f"transformer between), got {list(self.conv)}")  # fmt: skip
+        self.require(
+            len(self.conv) >= 2,
+            "conv",
+            f"needs at least two blocks (mstn places a transformer between), got {list(self.conv)}",
+        )
         self.require(min(self.conv) >= 1, "conv", f"needs positive widths, got {list(self.conv)}")
         self.positive("kernel", "stride", "pool", "hidden", "loc_hidden", "loc_pool", "loc_zoom")
         self.require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
@@ -56,10 +62,19 @@ SIZES: dict[str, Widths] = {
     # tensorflow/models research/transformer/cluttered_mnist.py: loc FC 1600→20 (tanh)
     # → dropout → FC 20→6; conv 3×3×16 /2, conv 3×3×16 /2, FC 1600→1024, dropout, FC →10.
     "tf-example": Widths(
-        conv=(16, 16), kernel=3, stride=2, pool=1, norm=False, hidden=1024, dropout=0.2,
-        loc_conv=(), loc_hidden=20, loc_pool=1, loc_zoom=1.0,
+        conv=(16, 16),
+        kernel=3,
+        stride=2,
+        pool=1,
+        norm=False,
+        hidden=1024,
+        dropout=0.2,
+        loc_conv=(),
+        loc_hidden=20,
+        loc_pool=1,
+        loc_zoom=1.0,
     ),
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -71,12 +86,15 @@ class ModelConfig(Config):
     # Model and transform names are checked where models are built (stnlab.models), the
     # one registry of both: listing them here would import torch for `stnlab --help`.
     name: str = option(
-        "stn", "the design: a registered model (`stnlab models` lists them)", decides=True,
+        "stn",
+        "the design: a registered model (`stnlab models` lists them)",
+        decides=True,
         flag="model",
     )
     size: str = option("default", "layer sizes preset", decides=True, choices=SIZES, noun="size")
     transform: str = option(
-        "affine", "transform family of the spatial transformers (`stnlab models` lists them)",
+        "affine",
+        "transform family of the spatial transformers (`stnlab models` lists them)",
         decides=True,
     )
     widths: dict[str, Any] = option(
@@ -85,11 +103,13 @@ class ModelConfig(Config):
         cli=False,
         help="layer sizes that replace the preset's (see Widths)",
     )
-    steps: int = option(2, "transformers of icstn, each composing its warp with the last",
-                        decides=True)  # fmt: skip
+    steps: int = option(
+        2, "transformers of icstn, each composing its warp with the last", decides=True
+    )
     in_channels: int = option(1, "image channels (set from the data)", decides=True, cli=False)
-    in_size: int | tuple[int, int] = option(40, "image size, or (height, width) (set from the "
-                                            "data)", decides=True, cli=False)  # fmt: skip
+    in_size: int | tuple[int, int] = option(
+        40, "image size, or (height, width) (set from the data)", decides=True, cli=False
+    )
     num_classes: int = option(10, "classes (set from the data)", decides=True, cli=False)
 
     def check(self) -> None:
@@ -130,4 +150,3 @@ class ModelConfig(Config):
             values = {k: v for k, v in values.items() if k not in flat}
             values = {**values, "widths": {**flat, **values.get("widths", {})}} if flat else values
         return super().from_dict(values, where)
-

@@ -51,8 +51,17 @@ def option(
             the flag needs its value.
         metavar: how ``--help`` names the flag's value (default: the field's name).
     """
-    meta = {"help": help, "decides": decides, "choices": tuple(choices), "more": more,
-            "noun": noun, "flag": flag, "cli": cli, "const": const, "metavar": metavar}  # fmt: skip
+    meta = {
+        "help": help,
+        "decides": decides,
+        "choices": tuple(choices),
+        "more": more,
+        "noun": noun,
+        "flag": flag,
+        "cli": cli,
+        "const": const,
+        "metavar": metavar,
+    }
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -27,25 +27,35 @@ PRESETS: dict[str, dict[str, Any]] = {
     # on the study's own published file; `published = ""` generates the same layout from the
     # full MNIST instead.
     "seed": dict(
-        models=("cnn", "stn", "mstn"), budgets=(100, 200, 300, 400, 500), seeds=(0, 1, 2),
-        iterations=50, data=dict(published="cluttered-40x40", variant="40x40", source="mnist"),
+        models=("cnn", "stn", "mstn"),
+        budgets=(100, 200, 300, 400, 500),
+        seeds=(0, 1, 2),
+        iterations=50,
+        data=dict(published="cluttered-40x40", variant="40x40", source="mnist"),
         train=dict(batch_size=200, lr=1e-3, schedule="constant", eval_every=10),
     ),
     # The same shape at a laptop's scale (~10 min on 2 CPU cores: 2 one-thread workers beat
     # one two-thread process on these small nets), on the offline digits.
     "demo": dict(
-        models=("cnn", "stn", "mstn"), budgets=(5, 10, 15, 20, 25), seeds=(0, 1, 2),
-        iterations=50, workers=2, model=dict(size="small"),
+        models=("cnn", "stn", "mstn"),
+        budgets=(5, 10, 15, 20, 25),
+        seeds=(0, 1, 2),
+        iterations=50,
+        workers=2,
+        model=dict(size="small"),
         data=dict(variant="40x40", source="embedded"),
         train=dict(batch_size=200, lr=2e-3, schedule="constant", eval_every=1),
     ),
     # Seconds, for tests.
     "smoke": dict(
-        models=("cnn", "stn", "mstn"), budgets=(1, 2), seeds=(0, 1),
-        model=dict(size="small"), data=dict(sizes=(200, 100, 100)),
+        models=("cnn", "stn", "mstn"),
+        budgets=(1, 2),
+        seeds=(0, 1),
+        model=dict(size="small"),
+        data=dict(sizes=(200, 100, 100)),
         train=dict(batch_size=100, lr=2e-3, eval_every=1),
     ),
-}  # fmt: skip
+}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

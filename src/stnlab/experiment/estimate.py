@@ -29,13 +29,22 @@ from stnlab.config import ExperimentConfig, RunConfig, parse_address
 from stnlab.data import describe, get_variant, load, published_path
 from stnlab.experiment import plan as planning
 from stnlab.experiment.cluster import cluster_threads, open_client
+from stnlab.experiment.cluster.jobs import distributed
 from stnlab.experiment.placement import place
 from stnlab.experiment.runner import survey
 from stnlab.runs import ExperimentDir
 from stnlab.train import evaluate, resolve_device, train
 
-__all__ = ["PROBE_STEPS", "Cost", "Speed", "describe_cost", "duration", "estimate", "makespan",
-           "probe"]  # fmt: skip
+__all__ = [
+    "PROBE_STEPS",
+    "Cost",
+    "Speed",
+    "describe_cost",
+    "duration",
+    "estimate",
+    "makespan",
+    "probe",
+]
 
 PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, after a warm-up)
 
@@ -58,8 +67,9 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     b, g = run.train.batch_size, torch.Generator().manual_seed(0)
     x = torch.rand(steps * b, 1, *shape, generator=g)  # (steps × B, 1, H, W)
     y = torch.randint(0, 10, (steps * b,), generator=g)
-    data = SimpleNamespace(x_train=x, y_train=y, x_valid=x[:b], y_valid=y[:b], x_test=x[:b],
-                           y_test=y[:b])  # fmt: skip
+    data = SimpleNamespace(
+        x_train=x, y_train=y, x_valid=x[:b], y_valid=y[:b], x_test=x[:b], y_test=y[:b]
+    )
     # Timed steps only: no θ statistics, no warnings, no logs.
     quiet = dict(theta_images=0, stop_on_collapse=False, tensorboard=None)
     short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=(), **quiet))
@@ -103,9 +113,12 @@ def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int
         cached = published_path(config.data.published, config.data.cache_dir)
         if not cached.is_file():
             sizes = "/".join(map(str, config.data.sizes))
-            return (f"{describe(config.data)} (to be downloaded into {cached}; taken as "
-                    f"{sizes} train/valid/test {canvas}x{canvas})", config.data.sizes,
-                    (canvas, canvas))  # fmt: skip
+            return (
+                f"{describe(config.data)} (to be downloaded into {cached}; taken as "
+                f"{sizes} train/valid/test {canvas}x{canvas})",
+                config.data.sizes,
+                (canvas, canvas),
+            )
         file = str(cached)
     if file is not None:
         ds = load(file)
@@ -126,6 +139,7 @@ def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, s
     where = place(config, todo)  # a cluster without Dask is one line here
     if config.cluster is None:
         return len(where.devices), where.describe(todo), where.threads, where.device
+    distributed()  # no Dask: one line, before any probe
     kind, n = parse_address(config.cluster)
     if kind != "local":
         with open_client(config.cluster) as client:
@@ -157,18 +171,23 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
     line, sizes, shape = _data(config, out)
     config.check_train_size(sizes[0])
     slots, where, threads, device = _slots(config, len(done))
-    speeds = {m: probe(planning.run_config(config, _first(jobs, m), device, threads), shape)
-              for m in config.models}  # fmt: skip
+    speeds = {
+        m: probe(planning.run_config(config, _first(jobs, m), device, threads), shape)
+        for m in config.models
+    }
     per_epoch = sizes[0] // config.train.batch_size * config.train.batch_size
-    lines = [f"experiment {config.name!r}: {len(jobs)} runs. {planning.path_taken(config)}.",
-             f"data: {line}",
-             f"{'run':<22}{'epochs':>7}{'training images':>17}{'estimate':>12}"]  # fmt: skip
+    lines = [
+        f"experiment {config.name!r}: {len(jobs)} runs. {planning.path_taken(config)}.",
+        f"data: {line}",
+        f"{'run':<22}{'epochs':>7}{'training images':>17}{'estimate':>12}",
+    ]
     total, left, times = 0, 0, []
     for job in jobs:
         total += job.epochs * per_epoch
         if job.name not in done:
-            lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{job.epochs * per_epoch:>17,}"
-                         f"{'finished':>12}")  # fmt: skip
+            lines.append(
+                f"  runs/{job.name:<15}{job.epochs:>7}{job.epochs * per_epoch:>17,}{'finished':>12}"
+            )
             continue
         evals = planning.run_config(config, job).train.eval_epochs()
         evaluated = sum(e > done[job.name] for e in evals) * (sizes[1] + sizes[2])
@@ -178,9 +197,11 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
         left += images
         lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{images:>17,}{duration(times[-1]):>12}")
     lines.append(f"total: {total:,} training images, {left:,} of them left to train")
-    lines.append(f"speed measured here on {device}, {threads} thread{'s' * (threads > 1)} a run "
-                 f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
-                 "images/s training | evaluating:")  # fmt: skip
+    lines.append(
+        f"speed measured here on {device}, {threads} thread{'s' * (threads > 1)} a run "
+        f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
+        "images/s training | evaluating:"
+    )
     lines += [f"  {m:<6}{s.train:>10,.0f} | {s.evaluate:,.0f}" for m, s in speeds.items()]
     seconds = makespan(times, slots)
     lines.append(f"estimated wall time: {duration(seconds)}, {where}")

@@ -4,7 +4,7 @@ Dask cluster; each way reports the same events.
 Every way resumes each run from what its folder holds, feeds one :class:`Reporter`
 (the overall progress bar, moved by the runs' per-epoch ``train`` records; each run's
 summary as it finishes; each failed run's error, once) and lets the other runs go on
-when one fails. Interrupting (Ctrl-C, or SIGTERM to this process: see stnlab.cli.main) stops
+when one fails. Interrupting (Ctrl-C, or SIGTERM to this process: see stnlab.cli.app) stops
 them all and leaves resumable folders.
 
 * :func:`train_here`: one run after another in this process, each with its own bar.
@@ -85,14 +85,24 @@ class Reporter:
     from its checkpoint sends the epochs since then again, which must not count twice.
     """
 
-    def __init__(self, tasks: Sequence[Task], on_done: Callable[[str, Summary], None],
-                 log: Callable[[str], None], bar: bool):  # fmt: skip
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        on_done: Callable[[str, Summary], None],
+        log: Callable[[str], None],
+        bar: bool,
+    ):
         self.on_done, self.log = on_done, log
         self.epochs = {t.name: t.done for t in tasks}
         self.failures: list[Failure] = []
-        self.bar = tqdm(total=sum(t.run.train.epochs for t in tasks), disable=not bar,
-                        initial=sum(self.epochs.values()), unit="epoch", desc="all runs",
-                        dynamic_ncols=True)  # fmt: skip
+        self.bar = tqdm(
+            total=sum(t.run.train.epochs for t in tasks),
+            disable=not bar,
+            initial=sum(self.epochs.values()),
+            unit="epoch",
+            desc="all runs",
+            dynamic_ncols=True,
+        )
 
     def record(self, name: str, record: dict[str, Any]) -> None:
         """A run's record (metrics.jsonl's line): a ``train`` record moves the bar."""
@@ -166,8 +176,12 @@ def train_here(tasks: Sequence[Task], data_path: Path, reporter: Reporter, progr
     """Train the runs one after another in this process, each with its own progress bar."""
     for i, task in enumerate(tasks):
         reporter.log(f"[{i + 1}/{len(tasks)}] {task.name}: {task.run.train.epochs} epochs")
-        spec = {"run": task.run, "out_dir": str(task.out_dir), "data_path": str(data_path),
-                "progress": progress}  # fmt: skip
+        spec = {
+            "run": task.run,
+            "out_dir": str(task.out_dir),
+            "data_path": str(data_path),
+            "progress": progress,
+        }
         try:
             summary = _run_job(spec)
         except Exception as exc:  # the run's own error: report it, train the others
@@ -190,8 +204,12 @@ def start_pool(devices: Sequence[str], manager: Any) -> ProcessPoolExecutor:
     slots = manager.Queue()
     for i in range(len(devices)):
         slots.put(i)
-    return ProcessPoolExecutor(len(devices), mp_context=get_context("spawn"),
-                               initializer=_take_slot, initargs=(slots, list(devices)))  # fmt: skip
+    return ProcessPoolExecutor(
+        len(devices),
+        mp_context=get_context("spawn"),
+        initializer=_take_slot,
+        initargs=(slots, list(devices)),
+    )
 
 
 def worker_device() -> str | None:
@@ -205,9 +223,19 @@ def train_in_pool(
     """Train the runs in spawned worker processes, one per entry of ``devices``."""
     with get_context("spawn").Manager() as manager, start_pool(devices, manager) as pool:
         records = manager.Queue()  # (run name, record) from every worker's train()
-        futures = {pool.submit(_run_job, {"run": t.run, "out_dir": str(t.out_dir),
-                                          "data_path": str(data_path), "progress": False,
-                                          "queue": records}): t for t in tasks}  # fmt: skip
+        futures = {
+            pool.submit(
+                _run_job,
+                {
+                    "run": t.run,
+                    "out_dir": str(t.out_dir),
+                    "data_path": str(data_path),
+                    "progress": False,
+                    "queue": records,
+                },
+            ): t
+            for t in tasks
+        }
         pending = set(futures)
         try:
             while pending:
@@ -271,7 +299,8 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def cluster_job(spec: dict[str, Any], ctx: Any) -> Summary:
-    """One run on a Dask worker (:class:`stnlab.experiment.cluster.JobContext`): resumes from whatever
+    """One run on a Dask worker (:class:`~stnlab.experiment.cluster.JobContext`): resumes from
+    whatever
     ``ctx.run_dir`` holds, on the worker's GPU slot if it holds one."""
     run = _on(spec["run"], ctx.device) if ctx.device is not None else spec["run"]
     return _train(run, ctx.data, ctx.run_dir, False, [lambda r: ctx.emit(_plain(r))])
@@ -297,7 +326,8 @@ def train_on_cluster(
     workdir: Path,
     reporter: Reporter,
 ) -> None:
-    """Train the runs on the Dask cluster at ``address`` (see :func:`stnlab.experiment.cluster.open_client`).
+    """Train the runs on the Dask cluster at ``address`` (see
+    :func:`stnlab.experiment.cluster.open_client`).
 
     ``shared``: None detects whether the workers see ``workdir``; True insists; False has
     every run folder sent back. The runs' own device setting decides CPU or GPU.
@@ -306,9 +336,11 @@ def train_on_cluster(
         device, resources = cluster_device(client, tasks[0].run.train.device)
         where = {True: "written in place", False: "sent back"}
         found = cluster.detect_shared(client, workdir) if shared is None else shared
-        reporter.note(f"Dask cluster {address}: {cluster.cluster_threads(client)} worker threads "
-                     f"now, runs on {device}, run folders "
-                     f"{where.get(found, 'written in place where workers see them')}")  # fmt: skip
+        reporter.note(
+            f"Dask cluster {address}: {cluster.cluster_threads(client)} worker threads "
+            f"now, runs on {device}, run folders "
+            f"{where.get(found, 'written in place where workers see them')}"
+        )
         jobs = [cluster.ClusterJob(t.name, t.out_dir, {"run": _on(t.run, device)}) for t in tasks]
 
         def settle(outcome: cluster.JobOutcome) -> None:
@@ -317,7 +349,15 @@ def train_on_cluster(
             else:
                 reporter.failed(outcome.name, outcome.error, outcome.traceback)
 
-        cluster.run_jobs(client, cluster_job, jobs, workdir=workdir,
-                         data=Path(data_path).read_bytes(), load=load_npz_bytes,
-                         on_event=reporter.record, on_done=settle, resources=resources,
-                         shared=shared)  # fmt: skip
+        cluster.run_jobs(
+            client,
+            cluster_job,
+            jobs,
+            workdir=workdir,
+            data=Path(data_path).read_bytes(),
+            load=load_npz_bytes,
+            on_event=reporter.record,
+            on_done=settle,
+            resources=resources,
+            shared=shared,
+        )

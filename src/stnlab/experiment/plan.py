@@ -72,9 +72,15 @@ def run_config(
     about 50 times (the points of the training curves).
     """
     every = config.train.eval_every or max(1, job.epochs // 50)
-    train = replace(config.train, epochs=job.epochs, seed=job.seed, eval_at=job.budgets,
-                    eval_every=every, device=device or config.train.device,
-                    threads=threads or config.train.threads)  # fmt: skip
+    train = replace(
+        config.train,
+        epochs=job.epochs,
+        seed=job.seed,
+        eval_at=job.budgets,
+        eval_every=every,
+        device=device or config.train.device,
+        threads=threads or config.train.threads,
+    )
     return RunConfig(replace(config.model, name=job.model), train, config.data)
 
 
@@ -83,7 +89,9 @@ def check_models(config: ExperimentConfig) -> None:
     known = models.names()
     for name in config.models:
         if name not in known:
-            raise ConfigError(f"models: unknown model {name!r}; known: {', '.join(known)}", "models")
+            raise ConfigError(
+                f"models: unknown model {name!r}; known: {', '.join(known)}", "models"
+            )
 
 
 def path_taken(config: ExperimentConfig) -> str:

@@ -52,8 +52,10 @@ def _survey(out: ExperimentDir, jobs: list[Job], runs: dict[str, RunConfig]) -> 
         folder = out.run(job.name)
         diff = folder.differences(runs[job.name])
         if diff:
-            raise ConfigError(f"{folder.path} holds a run of another config ({'; '.join(diff)}); "
-                              "delete it or choose another --out")  # fmt: skip
+            raise ConfigError(
+                f"{folder.path} holds a run of another config ({'; '.join(diff)}); "
+                "delete it or choose another --out"
+            )
         if folder.is_finished():
             folder.summary()
             evs = folder.evaluations()
@@ -95,8 +97,10 @@ def _check_out(config: ExperimentConfig, out: ExperimentDir) -> None:
     """Refuse a folder that holds an experiment on other data: its runs would be mixed up."""
     record = out.record()
     if record is not None and record["data"].decisive() != config.data.decisive():
-        raise ConfigError(f"{out.path} holds an experiment on other data "
-                          f"({describe(record['data'])}); choose another --out")  # fmt: skip
+        raise ConfigError(
+            f"{out.path} holds an experiment on other data "
+            f"({describe(record['data'])}); choose another --out"
+        )
 
 
 def run_experiment(
@@ -141,14 +145,29 @@ def run_experiment(
     skipped = [job.name for job in jobs if job.name not in done]
     for line in _plan_lines(config, jobs, skipped, where):
         log(line)
-    tasks = [Task(j.name, run_config(config, j, where.device, where.threads),
-                  folder.run(j.name).path.resolve(), done[j.name]) for j in todo]  # fmt: skip
+    tasks = [
+        Task(
+            j.name,
+            run_config(config, j, where.device, where.threads),
+            folder.run(j.name).path.resolve(),
+            done[j.name],
+        )
+        for j in todo
+    ]
     failed = _train_tasks(config, folder, todo, tasks, where, data_path, progress, log)
     rows = collect_rows(folder, jobs)
     _write_outcome(config, folder, rows, failed)
     trained = [job.name for job in todo if job.name not in {f.name for f in failed}]
-    return ExperimentResult(folder.path, jobs, trained, skipped, rows, reuses_budgets(config),
-                            time.perf_counter() - t0, failed)  # fmt: skip
+    return ExperimentResult(
+        folder.path,
+        jobs,
+        trained,
+        skipped,
+        rows,
+        reuses_budgets(config),
+        time.perf_counter() - t0,
+        failed,
+    )
 
 
 def _override(config: ExperimentConfig, workers: int | None, device: str | None):
@@ -164,8 +183,12 @@ def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -
     """Train the tasks where ``where`` says; returns the runs that failed."""
     by_name = {job.name: job for job in todo}
     several = where.cluster is not None or len(where.devices) > 1
-    reporter = Reporter(tasks, lambda name, summary: _log_done(by_name[name], summary, folder, log),
-                        log, bar=progress and several and bool(tasks))  # fmt: skip
+    reporter = Reporter(
+        tasks,
+        lambda name, summary: _log_done(by_name[name], summary, folder, log),
+        log,
+        bar=progress and several and bool(tasks),
+    )
     try:
         if not tasks:
             pass
@@ -175,8 +198,9 @@ def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -
             tasks = _longest_first(config, tasks, by_name)
             if where.cluster is not None:
                 shared = {"auto": None, "yes": True, "no": False}[config.shared_fs]
-                execution.train_on_cluster(tasks, data_path, where.cluster, shared,
-                                           folder.path.resolve(), reporter)  # fmt: skip
+                execution.train_on_cluster(
+                    tasks, data_path, where.cluster, shared, folder.path.resolve(), reporter
+                )
             else:
                 execution.train_in_pool(tasks, data_path, where.devices, reporter)
     finally:
@@ -212,8 +236,10 @@ def _log_done(job: Job, summary: dict[str, Any], folder: ExperimentDir, log) -> 
 
 def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]):
     """The tasks ordered by a cost guess (epochs × parameters), so workers end together."""
-    size = {m: models.count_parameters(models.create(replace(config.model, name=m)))
-            for m in config.models}  # fmt: skip
+    size = {
+        m: models.count_parameters(models.create(replace(config.model, name=m)))
+        for m in config.models
+    }
     return sorted(tasks, key=lambda t: -jobs[t.name].epochs * size[jobs[t.name].model])
 
 

@@ -1,7 +1,7 @@
 """An experiment folder -> PNG figures under DIR/figures and a self-contained DIR/report.html.
 
 Reads only what :func:`stnlab.experiment.runner.run_experiment` leaves behind (through
-:mod:`stnlab.runs.experiment_folder` and :mod:`stnlab.runs.run_folder`): results.csv, experiment.json, the data
+:mod:`stnlab.runs`): results.csv, experiment.json, the data
 file and each final run's metrics, predictions and weights. Everything is read and
 checked before anything is written. Images are embedded as base64, so the page opens
 without a server.
@@ -38,8 +38,17 @@ from stnlab.train.evaluation import confusion_matrix, per_class_accuracy
 
 __all__ = ["FIGURES", "final_runs", "write_report"]
 
-FIGURES = ("comparison", "differences", "stn_samples", "theta_curves", "theta_distribution",
-           "hardest", "per_class_error", "confusion", "curves")  # fmt: skip
+FIGURES = (
+    "comparison",
+    "differences",
+    "stn_samples",
+    "theta_curves",
+    "theta_distribution",
+    "hardest",
+    "per_class_error",
+    "confusion",
+    "curves",
+)
 
 
 def final_runs(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -120,10 +129,17 @@ def _differences(comparisons: results.Comparisons):
 
 def _significance_table(comparisons: results.Comparisons) -> str:
     body = [
-        [str(e), f"{a} − {b}", f"{100 * d.mean:+.2f}", f"[{100 * d.low:.2f}, {100 * d.high:.2f}]",
-         f"{d.runs[0]} vs {d.runs[1]}", "significant" if d.called else "within noise"]
-        for e in sorted(comparisons) for (a, b), d in comparisons[e].items()
-    ]  # fmt: skip
+        [
+            str(e),
+            f"{a} − {b}",
+            f"{100 * d.mean:+.2f}",
+            f"[{100 * d.low:.2f}, {100 * d.high:.2f}]",
+            f"{d.runs[0]} vs {d.runs[1]}",
+            "significant" if d.called else "within noise",
+        ]
+        for e in sorted(comparisons)
+        for (a, b), d in comparisons[e].items()
+    ]
     return _table(["epochs", "difference", "points", "95% interval", "runs", "verdict"], body)
 
 
@@ -201,9 +217,14 @@ def _read(folder: ExperimentDir, samples: int) -> _Inputs:
     if record is None:
         raise ReportError(f"{folder.path} has no experiment.json (is it an experiment folder?)")
     runs = {m: [folder.run(r) for r in names] for m, names in final_runs(rows).items()}
-    found = _Inputs(rows, record, runs, {m: _history(r) for m, r in runs.items()},
-                    {m: _predictions(r) for m, r in runs.items()},
-                    results.compare(folder, rows))  # fmt: skip
+    found = _Inputs(
+        rows,
+        record,
+        runs,
+        {m: _history(r) for m, r in runs.items()},
+        {m: _predictions(r) for m, r in runs.items()},
+        results.compare(folder, rows),
+    )
     path = next((p for p in (record["data_path"], folder.data_file) if os.path.isfile(p)), None)
     if path is not None:
         found.data = load(path)
@@ -253,8 +274,10 @@ def _theta_curves(runs: list[RunDir]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     area, outside = [], []
     for name in names:
         for key, out in (("area_ratio_median", area), ("outside_fraction_median", outside)):
-            series = [sorted({r["epoch"]: r[key] for r in recs if r["transformer"] == name}
-                             .items()) for recs in per_run]  # fmt: skip
+            series = [
+                sorted({r["epoch"]: r[key] for r in recs if r["transformer"] == name}.items())
+                for recs in per_run
+            ]
             epochs, values = _stack(series)
             out.append(values)
     return epochs, np.stack(area), np.stack(outside)
@@ -289,8 +312,10 @@ def _theta_section(page: _Page, found: _Inputs) -> None:
             "second. Grey dotted lines: the collapse limits of the training warnings.",
         )
     else:
-        page.html("<p>No run recorded θ statistics (trained with <code>theta_images = 0"
-                  "</code>, by an older stnlab, or without transformers).</p>")  # fmt: skip
+        page.html(
+            "<p>No run recorded θ statistics (trained with <code>theta_images = 0"
+            "</code>, by an older stnlab, or without transformers).</p>"
+        )
     if found.data is None:
         page.html("<p>The data file is missing, so θ on the test set cannot be shown.</p>")
         return
@@ -371,8 +396,9 @@ def write_report(out: str | os.PathLike, samples: int = REPORT_SAMPLES) -> os.Pa
         "runs (seeds), the band spans the worst to the best run. Right: the same against "
         "the mean training time per run.",
     )
-    page.html(f"<p>{html.escape(results.summary_caption(found.rows))}</p>"
-              + _summary_table(found.rows))  # fmt: skip
+    page.html(
+        f"<p>{html.escape(results.summary_caption(found.rows))}</p>" + _summary_table(found.rows)
+    )
     if len(found.runs) > 1:
         page.add(
             "differences",
@@ -417,8 +443,7 @@ def _html(folder: ExperimentDir, found: _Inputs, parts: list[str]) -> str:
         '<a href="figures/">figures/</a>.</p>'
     )
     top, ranking = results.ranking(rows, found.comparisons)
-    header += (f'<p class="lead">After {top} epochs (mean test accuracy): '
-               f"{html.escape(ranking)}</p>")  # fmt: skip
+    header += f'<p class="lead">After {top} epochs (mean test accuracy): {html.escape(ranking)}</p>'
     config_text = html.escape(json.dumps(config, indent=2))
     footer = f"<h2>Configuration</h2><pre><code>{config_text}</code></pre>"
     body = header + "".join(parts) + footer

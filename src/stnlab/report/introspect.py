@@ -50,10 +50,12 @@ def captions(model: torch.nn.Module, thetas: Sequence[torch.Tensor]) -> list[lis
         m = measure(theta.float(), st.in_size, st.out_size, st.transform)
         area = m["area_ratio"].tolist()
         rotation = m["rotation_deg"].tolist() if "rotation_deg" in m else None
-        found.append([
-            f"area {a:.2f}" + ("" if rotation is None else f", rotation {rotation[i]:+.0f}°")
-            for i, a in enumerate(area)
-        ])  # fmt: skip
+        found.append(
+            [
+                f"area {a:.2f}" + ("" if rotation is None else f", rotation {rotation[i]:+.0f}°")
+                for i, a in enumerate(area)
+            ]
+        )
     return found
 
 

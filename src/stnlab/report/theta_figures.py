@@ -26,8 +26,9 @@ def _limit(ax, y: float, text: str) -> None:
     """A grey reference line at height y, named at its right end."""
     ax.axhline(y, color="grey", lw=1, ls="-" if text == "identity" else ":", zorder=0)
     where = {"xycoords": ("axes fraction", "data"), "textcoords": "offset points"}
-    ax.annotate(text, (1, y), xytext=(-3, 2), ha="right", va="bottom", fontsize=8, color="grey",
-                **where)  # fmt: skip
+    ax.annotate(
+        text, (1, y), xytext=(-3, 2), ha="right", va="bottom", fontsize=8, color="grey", **where
+    )
 
 
 def theta_curves(history: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Figure:
@@ -69,8 +70,15 @@ def theta_curves(history: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _no_matrix(ax, what: str) -> None:
-    ax.text(0.5, 0.5, f"no {what}\n(not a matrix family)", ha="center", va="center",
-            transform=ax.transAxes, color="grey")  # fmt: skip
+    ax.text(
+        0.5,
+        0.5,
+        f"no {what}\n(not a matrix family)",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="grey",
+    )
     ax.set(xticks=[], yticks=[])
 
 
@@ -103,15 +111,21 @@ def theta_distribution(parts: Mapping[str, Mapping[str, np.ndarray]], labels: np
             _no_matrix(rotation, "rotation")
         for d in np.unique(labels):
             mine = labels == d
-            shift.scatter(p["shift_x_px"][mine], p["shift_y_px"][mine], s=6,
-                          color=digits[int(d) % 10], label=str(d))  # fmt: skip
+            shift.scatter(
+                p["shift_x_px"][mine],
+                p["shift_y_px"][mine],
+                s=6,
+                color=digits[int(d) % 10],
+                label=str(d),
+            )
         shift.axhline(0, color="grey", lw=1)
         shift.axvline(0, color="grey", lw=1)
         shift.set(xlabel="centre shift x (input px)", ylabel="centre shift y (px, down)")
         shift.set_aspect("equal", adjustable="datalim")
         shift.invert_yaxis()  # as on the image: y points down
-        shift.legend(title="digit", fontsize=7, markerscale=2, loc="center left",
-                     bbox_to_anchor=(1.0, 0.5))  # fmt: skip
+        shift.legend(
+            title="digit", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5)
+        )
         scale.set_title(f"{title}: scale", fontsize=10)
         rotation.set_title(f"{title}: rotation", fontsize=10)
         shift.set_title(f"{title}: where the output's centre looks", fontsize=10)

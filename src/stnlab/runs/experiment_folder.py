@@ -22,20 +22,29 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stnlab.runs.atomic import atomic_write
 from stnlab.config import DataConfig
 from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs.atomic import atomic_write
 from stnlab.runs.run_folder import RunDir
 
 __all__ = ["RESULT_COLUMNS", "ExperimentDir"]
 
 RECORD, RESULTS, SUMMARY, REPORT, DATA = (
-    "experiment.json", "results.csv", "summary.md", "report.html", "data.npz",
-)  # fmt: skip
+    "experiment.json",
+    "results.csv",
+    "summary.md",
+    "report.html",
+    "data.npz",
+)
 # results.csv: the protocol's columns, then the run folder each row comes from.
 RESULT_COLUMNS = ("model", "epochs", "seed", "valid_accuracy", "test_accuracy", "train_seconds")
-_TYPES = {"epochs": int, "seed": int, "valid_accuracy": float, "test_accuracy": float,
-          "train_seconds": float}  # fmt: skip
+_TYPES = {
+    "epochs": int,
+    "seed": int,
+    "valid_accuracy": float,
+    "test_accuracy": float,
+    "train_seconds": float,
+}
 _RERUN = "run `stnlab experiment` on this folder again to rewrite it (finished runs are kept)"
 
 
@@ -108,8 +117,9 @@ class ExperimentDir:
         """The rows of results.csv with numbers parsed, checked."""
         path = self.file(RESULTS)
         if not path.is_file():
-            raise RunFolderError(f"{self.path} has no {RESULTS} "
-                                 f"(run `stnlab experiment --out {self.path}` first)")  # fmt: skip
+            raise RunFolderError(
+                f"{self.path} has no {RESULTS} (run `stnlab experiment --out {self.path}` first)"
+            )
         try:
             text = path.read_text()
         except UnicodeDecodeError:
@@ -120,8 +130,10 @@ class ExperimentDir:
         reader = csv.DictReader(lines, strict=True)
         try:
             if tuple(reader.fieldnames or ()) != (*RESULT_COLUMNS, "run"):
-                raise RunFolderError(f"{path} does not start with the header "
-                                     f"{','.join((*RESULT_COLUMNS, 'run'))}; {_RERUN}")  # fmt: skip
+                raise RunFolderError(
+                    f"{path} does not start with the header "
+                    f"{','.join((*RESULT_COLUMNS, 'run'))}; {_RERUN}"
+                )
             return [self._row(path, i + 2, row) for i, row in enumerate(reader)]
         except csv.Error as exc:
             raise RunFolderError(f"{path} is not valid CSV ({exc}); {_RERUN}") from None
@@ -129,14 +141,17 @@ class ExperimentDir:
     @staticmethod
     def _row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
         if None in row or None in row.values() or not row["model"] or not row["run"]:
-            raise RunFolderError(f"{path} line {number} does not have the header's "
-                                 f"{len(RESULT_COLUMNS) + 1} columns; {_RERUN}")  # fmt: skip
+            raise RunFolderError(
+                f"{path} line {number} does not have the header's "
+                f"{len(RESULT_COLUMNS) + 1} columns; {_RERUN}"
+            )
         for key, kind in _TYPES.items():
             try:
                 row[key] = kind(row[key])
             except ValueError:
-                raise RunFolderError(f"{path} line {number}: {key} {row[key]!r} is not a "
-                                     f"number; {_RERUN}") from None  # fmt: skip
+                raise RunFolderError(
+                    f"{path} line {number}: {key} {row[key]!r} is not a number; {_RERUN}"
+                ) from None
         return row
 
     # ------------------------------------------------------------------------- summary, report

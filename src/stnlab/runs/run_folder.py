@@ -26,9 +26,9 @@ from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stnlab.runs.atomic import atomic_write
 from stnlab.config import SPLITS, ModelConfig, RunConfig
 from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs.atomic import atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
@@ -249,8 +249,11 @@ class RunDir:
         if not self.file(METRICS).is_file():
             raise self.damaged(METRICS, f"is missing, but {CHECKPOINT} covers {size} bytes of it")
         if self.metrics_bytes() < size:
-            raise self.damaged(METRICS, f"is shorter than the {size} bytes that {CHECKPOINT} "
-                               "recorded: lines of saved epochs are lost")  # fmt: skip
+            raise self.damaged(
+                METRICS,
+                f"is shorter than the {size} bytes that {CHECKPOINT} "
+                "recorded: lines of saved epochs are lost",
+            )
         self.records(size)
 
     def rewind_metrics(self, size: int) -> None:
@@ -285,15 +288,25 @@ class RunDir:
         try:
             state = torch.load(self.file(CHECKPOINT), map_location="cpu", weights_only=True)
         except Exception as exc:  # the zip reader, the unpickler: any damage at all
-            raise self.damaged(CHECKPOINT, f"cannot be read ({_first_line(exc)})",
-                               _START_OVER) from None  # fmt: skip
+            raise self.damaged(
+                CHECKPOINT, f"cannot be read ({_first_line(exc)})", _START_OVER
+            ) from None
         need = {f.name: f.type for f in fields(Checkpoint) if f.name != "cuda_rng"}
         missing = [k for k in need if not isinstance(state, dict) or k not in state]
         if missing:
-            raise self.damaged(CHECKPOINT, f"lacks {missing[0]!r} (another version of stnlab?)",
-                               _START_OVER)  # fmt: skip
-        kinds = {"config": dict, "epoch": int, "model": dict, "optimizer": dict, "scaler": dict,
-                 "evaluations": dict, "metrics_bytes": int, "train_seconds": Real}  # fmt: skip
+            raise self.damaged(
+                CHECKPOINT, f"lacks {missing[0]!r} (another version of stnlab?)", _START_OVER
+            )
+        kinds = {
+            "config": dict,
+            "epoch": int,
+            "model": dict,
+            "optimizer": dict,
+            "scaler": dict,
+            "evaluations": dict,
+            "metrics_bytes": int,
+            "train_seconds": Real,
+        }
         for key, kind in kinds.items():
             if not isinstance(state[key], kind):
                 raise self.damaged(CHECKPOINT, f"has a bad {key!r}", _START_OVER)

@@ -24,8 +24,9 @@ def resolve_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device {name!r} asked for, but CUDA is not available here",
-                          "train.device")  # fmt: skip
+        raise ConfigError(
+            f"train.device {name!r} asked for, but CUDA is not available here", "train.device"
+        )
     return name
 
 

@@ -180,11 +180,23 @@ def _train(run, data, folder, resume, progress, dist, device, on_record) -> Trai
         return state
     if writes:
         folder.write_config(run, **_facts(data, dist.world_size))
-    sinks = _consumers(run, folder if writes else None, on_record, dist.is_main, model, data,
-                       state.epoch)  # fmt: skip
+    sinks = _consumers(
+        run, folder if writes else None, on_record, dist.is_main, model, data, state.epoch
+    )
     try:
-        _epochs(run, model, optimizer, precision, data, dist, device, state, _emitter(sinks),
-                folder if writes else None, progress)  # fmt: skip
+        _epochs(
+            run,
+            model,
+            optimizer,
+            precision,
+            data,
+            dist,
+            device,
+            state,
+            _emitter(sinks),
+            folder if writes else None,
+            progress,
+        )
     finally:
         for sink in sinks:
             getattr(sink, "close", lambda: None)()
@@ -197,36 +209,51 @@ def _train(run, data, folder, resume, progress, dist, device, on_record) -> Trai
     return TrainResult(model, summary, state.evaluations, folder.path if folder else None)
 
 
-def _as_run(run: RunConfig, data: Any, device: torch.device, precision: MixedPrecision) -> RunConfig:
+def _as_run(
+    run: RunConfig, data: Any, device: torch.device, precision: MixedPrecision
+) -> RunConfig:
     """The config as this run executes it: image shape and classes from the data, the device
     and mixed precision as chosen."""
     c, h, w = data.x_train.shape[1:]
-    model = replace(run.model, in_channels=c, in_size=(h, w),
-                    num_classes=int(getattr(data, "num_classes", 10)))  # fmt: skip
-    return replace(run, model=model, train=replace(run.train, device=str(device),
-                                                   amp=precision.enabled))  # fmt: skip
+    model = replace(
+        run.model, in_channels=c, in_size=(h, w), num_classes=int(getattr(data, "num_classes", 10))
+    )
+    return replace(
+        run, model=model, train=replace(run.train, device=str(device), amp=precision.enabled)
+    )
 
 
 def _check_batches(cfg: TrainConfig, n: int, world: int) -> None:
     if cfg.batch_size % world:
-        raise ConfigError(f"train.batch_size {cfg.batch_size} does not split over {world} "
-                          "processes", "train.batch_size")  # fmt: skip
+        raise ConfigError(
+            f"train.batch_size {cfg.batch_size} does not split over {world} processes",
+            "train.batch_size",
+        )
     if n < cfg.batch_size:
-        raise ConfigError(f"train.batch_size {cfg.batch_size} is more than the {n} training "
-                          "images", "train.batch_size")  # fmt: skip
+        raise ConfigError(
+            f"train.batch_size {cfg.batch_size} is more than the {n} training images",
+            "train.batch_size",
+        )
 
 
 def _facts(data: Any, world: int) -> dict[str, Any]:
     """What config.json records beside the config: data shapes, processes, versions."""
     shapes = {f"{s}_size": len(getattr(data, f"y_{s}")) for s in ("train", "valid", "test")}
-    versions = {"stnlab": __version__, "torch": torch.__version__,
-                "python": platform.python_version()}  # fmt: skip
-    return {"shapes": {"image_size": list(data.x_train.shape[2:]), **shapes},
-            "world_size": world, "versions": versions}  # fmt: skip
+    versions = {
+        "stnlab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    return {
+        "shapes": {"image_size": list(data.x_train.shape[2:]), **shapes},
+        "world_size": world,
+        "versions": versions,
+    }
 
 
-def _consumers(run: RunConfig, folder: RunDir | None, on_record, main: bool, model, data,
-               start: int) -> list:  # fmt: skip
+def _consumers(
+    run: RunConfig, folder: RunDir | None, on_record, main: bool, model, data, start: int
+) -> list:
     """Where the records go: metrics.jsonl, the consumers that config fields switch on (collapse
     warnings, TensorBoard), then the caller's callbacks (main process only). A consumer with
     a ``close`` method is closed when training ends."""
@@ -262,8 +289,10 @@ def _open(folder, resume, writes, run, model, optimizer, precision, device):
     if folder is None:
         return _Progress()
     if folder.holds_run() and not resume:
-        raise RunFolderError(f"{folder.path} already holds a run; resume it (--resume) or "
-                             "choose another directory (--out)")  # fmt: skip
+        raise RunFolderError(
+            f"{folder.path} already holds a run; resume it (--resume) or "
+            "choose another directory (--out)"
+        )
     if resume and folder.is_finished():
         _refuse_changes(folder.differences(run), "finished run's")
         summary = folder.summary()
@@ -278,8 +307,7 @@ def _open(folder, resume, writes, run, model, optimizer, precision, device):
 
 def _refuse_changes(diff: list[str], whose: str) -> None:
     if diff:
-        raise ConfigError(f"cannot resume: the config differs from the {whose} "
-                          f"({'; '.join(diff)})")  # fmt: skip
+        raise ConfigError(f"cannot resume: the config differs from the {whose} ({'; '.join(diff)})")
 
 
 def _restore(folder: RunDir, writes, run, model, optimizer, precision, device) -> _Progress:
@@ -290,14 +318,19 @@ def _restore(folder: RunDir, writes, run, model, optimizer, precision, device) -
         model.load_state_dict(ck.model)
         optimizer.load_state_dict(ck.optimizer)
         precision.scaler.load_state_dict(ck.scaler)
-        evaluations = {int(e): {s: Evaluation.from_state(v) for s, v in evs.items()}
-                       for e, evs in ck.evaluations.items()}  # fmt: skip
+        evaluations = {
+            int(e): {s: Evaluation.from_state(v) for s, v in evs.items()}
+            for e, evs in ck.evaluations.items()
+        }
         torch.set_rng_state(ck.rng)
         if device.type == "cuda" and ck.cuda_rng is not None:
             torch.cuda.set_rng_state(ck.cuda_rng, device)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise folder.damaged(CHECKPOINT, f"does not fit this run ({str(exc).splitlines()[0]})",
-                             "delete it to start the run over") from None  # fmt: skip
+        raise folder.damaged(
+            CHECKPOINT,
+            f"does not fit this run ({str(exc).splitlines()[0]})",
+            "delete it to start the run over",
+        ) from None
     if writes:  # drop the lines of an epoch cut short
         folder.rewind_metrics(ck.metrics_bytes)
     return _Progress(ck.epoch, ck.train_seconds, evaluations, saved=ck.epoch)
@@ -326,14 +359,23 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
     net = torch.compile(net) if cfg.compile else net
     iters, due = n // cfg.batch_size, set(cfg.eval_epochs())
     probe = monitor.ThetaProbe.of(model, data.x_valid, cfg.theta_images, run.model.name)
-    bar = tqdm(total=cfg.epochs * iters, initial=state.epoch * iters, desc=run.model.name,
-               unit="it", disable=not (progress and dist.is_main), dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.epochs * iters,
+        initial=state.epoch * iters,
+        desc=run.model.name,
+        unit="it",
+        disable=not (progress and dist.is_main),
+        dynamic_ncols=True,
+    )
     with bar:
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             record = _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar)
             if not math.isfinite(record["loss"]):
-                kept = f"the checkpoint of epoch {state.saved} is kept" if state.saved and folder \
-                    else "nothing saved"  # fmt: skip
+                kept = (
+                    f"the checkpoint of epoch {state.saved} is kept"
+                    if state.saved and folder
+                    else "nothing saved"
+                )
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {record['loss']} in epoch {epoch}; {kept}"
                 )
@@ -350,8 +392,9 @@ def _epochs(run, model, optimizer, precision, data, dist, device, state, emit, f
             if folder is not None and (
                 collapsed or checkpoint_due(cfg, epoch, time.monotonic() - saved_at)
             ):
-                folder.save_checkpoint(_checkpoint(run, epoch, state, model, optimizer,
-                                                   precision, device, folder))  # fmt: skip
+                folder.save_checkpoint(
+                    _checkpoint(run, epoch, state, model, optimizer, precision, device, folder)
+                )
                 saved_at, state.saved = time.monotonic(), epoch
             state.epoch = epoch
             _stop_on_collapse(epoch, collapsed, folder)
@@ -370,8 +413,13 @@ def _stop_on_collapse(epoch: int, collapsed: list[str], folder) -> None:
 
 def _on_device(data: Any, device: torch.device) -> SimpleNamespace:
     """The valid and test splits on ``device``, so evaluations do not copy them each time."""
-    return SimpleNamespace(**{f"{a}_{s}": getattr(data, f"{a}_{s}").to(device)
-                              for s in ("valid", "test") for a in "xy"})  # fmt: skip
+    return SimpleNamespace(
+        **{
+            f"{a}_{s}": getattr(data, f"{a}_{s}").to(device)
+            for s in ("valid", "test")
+            for a in "xy"
+        }
+    )
 
 
 def _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar) -> Record:
@@ -399,9 +447,14 @@ def _train_epoch(net, model, optimizer, precision, x, y, cfg, epoch, dist, bar) 
         bar.update(1)
     loss_sum, correct = distributed.all_reduce_sum(stats, dist).tolist()
     count = len(batches) * cfg.batch_size
-    return {"event": "train", "epoch": epoch, "loss": loss_sum / count,
-            "accuracy": correct / count, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "event": "train",
+        "epoch": epoch,
+        "loss": loss_sum / count,
+        "accuracy": correct / count,
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _evaluate(model, data, epoch: int, state: _Progress, cfg: TrainConfig, emit):
@@ -413,14 +466,23 @@ def _evaluate(model, data, epoch: int, state: _Progress, cfg: TrainConfig, emit)
         if epoch != cfg.epochs:
             ev.probabilities = None
         found[split] = ev
-        emit({"event": "eval", "epoch": epoch, "split": split, "accuracy": ev.accuracy,
-              "loss": ev.loss, "train_seconds": state.train_seconds})  # fmt: skip
+        emit(
+            {
+                "event": "eval",
+                "epoch": epoch,
+                "split": split,
+                "accuracy": ev.accuracy,
+                "loss": ev.loss,
+                "train_seconds": state.train_seconds,
+            }
+        )
     return found
 
 
 def _checkpoint(run, epoch, state, model, optimizer, precision, device, folder) -> Checkpoint:
-    evaluations = {e: {s: v.state() for s, v in evs.items()}
-                   for e, evs in state.evaluations.items()}  # fmt: skip
+    evaluations = {
+        e: {s: v.state() for s, v in evs.items()} for e, evs in state.evaluations.items()
+    }
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return Checkpoint(
         run.to_dict(),
@@ -472,9 +534,13 @@ def _finish(folder: RunDir, model: nn.Module, data: Any, evaluations, summary: d
         last = evaluate(model, data.x_test, data.y_test)
     folder.save_weights(model)
     tests = [evaluations[e]["test"] for e in epochs]
-    folder.write_predictions(Predictions(
-        labels=last.labels, epochs=np.array(epochs),
-        predictions=np.stack([t.predictions for t in tests]).astype(np.int16),
-        confidence=np.stack([t.confidence for t in tests]), probabilities=last.probabilities,
-    ))  # fmt: skip
+    folder.write_predictions(
+        Predictions(
+            labels=last.labels,
+            epochs=np.array(epochs),
+            predictions=np.stack([t.predictions for t in tests]).astype(np.int16),
+            confidence=np.stack([t.confidence for t in tests]),
+            probabilities=last.probabilities,
+        )
+    )
     folder.write_summary(summary)

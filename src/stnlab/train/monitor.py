@@ -131,10 +131,16 @@ class ThetaProbe:
         all): its summary and the collapse conditions met."""
         found = diagnostics.summarize_model(model, self.images)
         return [
-            {"event": EVENT, "epoch": epoch, "step": step, "transformer": name, **summary,
-             "collapse": list(collapse(summary, label(self.design, name), step))}
+            {
+                "event": EVENT,
+                "epoch": epoch,
+                "step": step,
+                "transformer": name,
+                **summary,
+                "collapse": list(collapse(summary, label(self.design, name), step)),
+            }
             for name, summary in found.items()
-        ]  # fmt: skip
+        ]
 
 
 def collapsed(records: Iterable[Record], design: str) -> list[str]:
@@ -162,8 +168,12 @@ class CollapseWarnings:
         write: Callable[[str], None] = _stderr,
     ):
         self.design, self.write = design, write
-        self.warned = {(r["transformer"], c) for r in earlier if r.get("event") == EVENT
-                       for c in r.get("collapse", ())}  # fmt: skip
+        self.warned = {
+            (r["transformer"], c)
+            for r in earlier
+            if r.get("event") == EVENT
+            for c in r.get("collapse", ())
+        }
 
     def __call__(self, record: Record) -> None:
         if record.get("event") != EVENT:

@@ -39,8 +39,9 @@ def log_dir(setting: str, run_folder: Path | None) -> Path:
     DIR holds many runs, as ``tensorboard --logdir`` expects); without a run folder, DIR."""
     if setting == AUTO:
         if run_folder is None:
-            raise ConfigError("train.tensorboard needs a folder when the run writes none",
-                              "train.tensorboard")  # fmt: skip
+            raise ConfigError(
+                "train.tensorboard needs a folder when the run writes none", "train.tensorboard"
+            )
         return run_folder / "tensorboard"
     return Path(setting) / run_folder.name if run_folder is not None else Path(setting)
 
@@ -68,8 +69,14 @@ class TensorBoardWriter:
         UserError: the ``tensorboard`` package is not installed.
     """
 
-    def __init__(self, path: Path, model: nn.Module | None = None, images: Tensor | None = None,
-                 epochs: int = 0, start: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        model: nn.Module | None = None,
+        images: Tensor | None = None,
+        epochs: int = 0,
+        start: int = 0,
+    ):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -83,15 +90,22 @@ class TensorBoardWriter:
     def __call__(self, record: dict[str, Any]) -> None:
         event, epoch = record["event"], record["epoch"]
         if event == "train":
-            self._scalars({"loss/train": record["loss"], "accuracy/train": record["accuracy"],
-                           "lr": record["lr"], "time/epoch_seconds": record["seconds"]},
-                          epoch)  # fmt: skip
+            self._scalars(
+                {
+                    "loss/train": record["loss"],
+                    "accuracy/train": record["accuracy"],
+                    "lr": record["lr"],
+                    "time/epoch_seconds": record["seconds"],
+                },
+                epoch,
+            )
             if self.images is not None and self._shows(epoch):
                 self._outputs(epoch)
         elif event == "eval":
             split = record["split"]
-            self._scalars({f"loss/{split}": record["loss"],
-                           f"accuracy/{split}": record["accuracy"]}, epoch)  # fmt: skip
+            self._scalars(
+                {f"loss/{split}": record["loss"], f"accuracy/{split}": record["accuracy"]}, epoch
+            )
         elif event == EVENT:
             prefix = f"theta {record['transformer']}/"
             skip = ("epoch", "step")  # the x axis, not a figure

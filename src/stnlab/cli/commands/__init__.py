@@ -1,1 +1,1 @@
-"""Subcommands of the ``stnlab`` CLI, one module each (see :mod:`stnlab.cli.main`)."""
+"""Subcommands of the ``stnlab`` CLI, one module each (see :mod:`stnlab.cli.app`)."""

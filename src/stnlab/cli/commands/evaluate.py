@@ -32,8 +32,7 @@ def load_split(path: str, split: str, model) -> tuple:
     x, y = load(path).split(split)
     expected = (model.config.in_channels, *model.in_size)
     if tuple(x.shape[1:]) != expected:
-        raise DataError(f"{path} has images {tuple(x.shape[1:])}, but the model takes "
-                        f"{expected}")  # fmt: skip
+        raise DataError(f"{path} has images {tuple(x.shape[1:])}, but the model takes {expected}")
     if len(x) == 0:
         raise DataError(f"the {split} split of {path} is empty")
     return x, y
@@ -53,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"split": args.split, "n": len(y), **ev.to_dict()}))
         return 0
     print(f"{args.split}: {len(y)} images, accuracy {ev.accuracy:.2%}, loss {ev.loss:.4f}")
-    print("per class: " + "  ".join(
-        f"{k}:{'-' if a != a else f'{a:.1%}'}" for k, a in enumerate(ev.per_class_accuracy)
-    ))  # fmt: skip
+    print(
+        "per class: "
+        + "  ".join(
+            f"{k}:{'-' if a != a else f'{a:.1%}'}" for k, a in enumerate(ev.per_class_accuracy)
+        )
+    )
     return 0

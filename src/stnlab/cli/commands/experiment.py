@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     Exit status 1 when some runs failed by themselves (the others' results are written).
     """
-    from stnlab.experiment import runner
+    from stnlab.experiment import describe_plan, runner
 
     config = _configure(args)
     out = args.out or Path("runs") / config.name
     if args.dry_run:
-        print(runner.describe_plan(config))
+        print(describe_plan(config))
         return 0
     if args.plan:
         from stnlab.experiment.estimate import describe_cost
@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = runner.run_experiment(config, out, progress=not args.quiet)
     failed = f", {len(result.failed)} failed" if result.failed else ""
-    print(f"{len(result.trained)} runs trained, {len(result.skipped)} skipped{failed}, "
-          f"in {result.seconds:.0f} s")  # fmt: skip
+    print(
+        f"{len(result.trained)} runs trained, {len(result.skipped)} skipped{failed}, "
+        f"in {result.seconds:.0f} s"
+    )
     if not args.no_report and result.rows:
         from stnlab.report.html import write_report
 
@@ -82,7 +84,10 @@ def _failures(failed) -> int:
         if f.traceback:
             print(f"traceback of run {f.name}:\n{f.traceback.rstrip()}", file=sys.stderr)
     names = ", ".join(f.name for f in failed)
-    print(f"stnlab experiment: {len(failed)} run{'s' * (len(failed) > 1)} failed ({names}); "
-          "the other runs' results are written; fix the cause and run the same command again "
-          "to train what is missing", file=sys.stderr)  # fmt: skip
+    print(
+        f"stnlab experiment: {len(failed)} run{'s' * (len(failed) > 1)} failed ({names}); "
+        "the other runs' results are written; fix the cause and run the same command again "
+        "to train what is missing",
+        file=sys.stderr,
+    )
     return 1

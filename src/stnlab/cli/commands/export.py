@@ -15,8 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the export options."""
     parser.add_argument("run", help="run directory (config.json + weights)")
     parser.add_argument("--onnx", required=True, metavar="PATH", help="ONNX file to write")
-    parser.add_argument("--opset", type=int, default=ONNX_OPSET,
-                        help=f"ONNX opset, >= {MIN_OPSET} (default {ONNX_OPSET})")  # fmt: skip
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=ONNX_OPSET,
+        help=f"ONNX opset, >= {MIN_OPSET} (default {ONNX_OPSET})",
+    )
     parser.add_argument("--weights", default=WEIGHTS, help="weights file in the run directory")
     parser.add_argument(
         "--no-check", action="store_true", help="skip comparing onnxruntime's output to PyTorch's"

@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{m.name}-{m.size}-s{t.seed}")
     if not args.resume and RunDir(out).holds_run():
         raise CommandError(f"{out} already holds a run; pass --resume or choose another --out")
-    res = train(config, dataset_of(config.data), out_dir=out, resume=args.resume,
-                progress=not args.quiet)  # fmt: skip
+    res = train(
+        config, dataset_of(config.data), out_dir=out, resume=args.resume, progress=not args.quiet
+    )
     s = res.summary
     if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:
         print(

@@ -112,10 +112,15 @@ def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
             _environ_kept(),
             _quiet_local(),
             dask.config.set(LOCAL_DASK_CONFIG),
-            dist.LocalCluster(n_workers=where, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster,
+            dist.LocalCluster(
+                n_workers=where,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
             dist.Client(cluster) as client,
-        ):  # fmt: skip
+        ):
             yield client
         return
     target = {"scheduler_file": where} if kind == "file" else {"address": where}
@@ -216,8 +221,9 @@ class _Collector:
             self.drain(0.05)
         if not reply.shared:
             write_folder(Path(job.run_dir), reply.files)
-        return JobOutcome(job.name, reply.result, reply.error, reply.traceback, reply.shared,
-                          reply.worker)  # fmt: skip
+        return JobOutcome(
+            job.name, reply.result, reply.error, reply.traceback, reply.shared, reply.worker
+        )
 
     def collect(self, futures: dict[Any, ClusterJob], cancel: str) -> dict[str, JobOutcome]:
         """Wait for every future, settling each as it ends; on any interrupt cancel the rest."""
@@ -294,7 +300,7 @@ def run_jobs(
         client: a ``dask.distributed.Client`` (see :func:`open_client`).
         job_fn: an importable function (workers unpickle it by reference); it trains into
             ``ctx.run_dir``, resuming from what it finds there, and sends per-epoch records
-            with ``ctx.emit`` (:class:`~stnlab.experiment.cluster.JobContext`). Its return value is the
+            with ``ctx.emit`` (:class:`JobContext`). Its return value is the
             job's ``result``; what it raises is the job's ``error``, reported once, not retried.
         jobs: the jobs, most expensive first (they start in this order).
         workdir: the experiment folder on the client; every ``run_dir`` lies inside it.
@@ -322,9 +328,16 @@ def run_jobs(
     workdir.mkdir(parents=True, exist_ok=True)
     token_path, token = write_token(workdir)
     tag = token[:12]  # names this call's Dask objects
-    run = Run(str(token_path), token, shared, f"stnlab-events-{tag}", f"stnlab-cancel-{tag}",
-              gpu=bool(resources and resources.get("GPU")),
-              data=f"stnlab-data-{tag}" if data is not None else None, load=load)  # fmt: skip
+    run = Run(
+        str(token_path),
+        token,
+        shared,
+        f"stnlab-events-{tag}",
+        f"stnlab-cancel-{tag}",
+        gpu=bool(resources and resources.get("GPU")),
+        data=f"stnlab-data-{tag}" if data is not None else None,
+        load=load,
+    )
     collector = _Collector(client, tag, on_event, on_done, event_wait)
     try:
         client.subscribe_topic(run.topic, collector.receive)
@@ -335,9 +348,16 @@ def run_jobs(
         for i, job in enumerate(jobs):
             seed = read_folder(Path(job.run_dir)) if seeded else {}
             future = client.submit(
-                attempt, job_fn, run, job, seed, key=f"{job.name}-{tag}", pure=False,
-                resources=resources, priority=len(jobs) - i,  # the given order: longest first
-            )  # fmt: skip
+                attempt,
+                job_fn,
+                run,
+                job,
+                seed,
+                key=f"{job.name}-{tag}",
+                pure=False,
+                resources=resources,
+                priority=len(jobs) - i,  # the given order: longest first
+            )
             futures[future] = job
         outcomes = collector.collect(futures, run.cancel)
     finally:

@@ -71,8 +71,10 @@ def _unfreeze_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        return (libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
-                and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD) == 1)  # fmt: skip
+        return (
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD) == 1
+        )
     except (OSError, AttributeError, TypeError):  # no glibc (musl), no libc found
         return False
 

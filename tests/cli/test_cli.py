@@ -1,0 +1,107 @@
+"""Smoke tests of the ``stnlab`` command line: help and version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import stnlab
+from stnlab import cli
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stnlab", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_subprocess():
+    result = run_module("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: stnlab")
+    assert "Spatial Transformer Networks" in result.stdout
+
+
+def test_version_subprocess():
+    result = run_module("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"stnlab {stnlab.__version__}"
+
+
+def test_main_without_command_prints_help(capsys):
+    assert cli.main([]) == 0
+    assert "usage: stnlab" in capsys.readouterr().out
+
+
+def test_main_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stnlab {stnlab.__version__}"
+
+
+def test_main_unknown_command_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_models_command_lists_every_model_with_equal_classifiers(capsys):
+    from stnlab import models
+
+    assert cli.main(["models", "--size", "tf-example"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(r[0] for r in rows) == sorted(models.names())
+    assert len({r[3] for r in rows}) == 1  # the classifier is the same size in every design
+    totals = {r[0]: int(r[2].replace(",", "")) for r in rows}
+    assert totals["cnn"] == models.count_parameters(models.create("cnn", size="tf-example"))
+
+
+def test_models_command_rejects_an_unknown_size(fails_with):
+    fails_with(["models", "--size", "huge"], "unknown size 'huge'")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import stnlab.cli.app; stnlab.cli.app.build_parser()",
+        "import stnlab.config as c; c.ExperimentConfig(); c.RunConfig()",
+        "import stnlab.config.presets as e; e.preset('seed')",
+    ],
+)
+def test_help_and_configs_do_not_import_torch(code):
+    code += "; import sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_every_user_error_is_one_line_with_exit_status_2(monkeypatch, fails_with):
+    from stnlab.cli.commands import models as command
+    from stnlab.config.errors import DataError
+
+    def fail(args):
+        raise DataError("the file x.npz is truncated; make it again")
+
+    monkeypatch.setattr(command, "run", fail)
+    fails_with(["models"], "stnlab models: error: the file x.npz is truncated; make it again")
+
+
+def test_lazy_public_names():
+    from stnlab import SpatialTransformer, sample, transforms
+    from stnlab.transformer import SpatialTransformer as Direct
+
+    assert SpatialTransformer is Direct and callable(sample) and "affine" in transforms.names()
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = stnlab.nope
+
+
+def test_output_into_a_closed_pipe_is_no_error():
+    """``stnlab ... | head -1``: a reader that stops early gets no traceback, and exit 0."""
+    cmd = [sys.executable, "-m", "stnlab", "experiment", "--preset", "seed", "--dry-run"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and err == ""
