@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stnlab-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: venv test lint format demo bench clean
+.PHONY: venv test lint docs docs-serve format demo bench clean
 
 venv: $(STAMP)
 
@@ -18,16 +18,27 @@ $(STAMP): pyproject.toml tools/install-torch.sh
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Style, then the architecture: the layers contract in pyproject.toml ([tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The documentation site (docs/, mkdocs.yml), built with every warning an error.
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+docs-serve: venv
+	$(BIN)/mkdocs serve
 
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
-	$(BIN)/python -m pytest -q
+# The tests run in a random order: pytest-randomly prints the seed it chose, and
+# `make test PYTEST_ARGS=--randomly-seed=N` replays that order.
+test: lint docs
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/stnlab experiment --preset demo --out $(DEMO_OUT)
@@ -36,4 +47,4 @@ bench: venv
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -27,7 +27,7 @@ import torch
 
 from stnlab.config import ExperimentConfig, RunConfig, parse_address
 from stnlab.data import describe, get_variant, load, published_path
-from stnlab.experiment import plan as planning
+from stnlab.experiment import planning
 from stnlab.experiment.cluster import cluster_threads, open_client
 from stnlab.experiment.cluster.jobs import distributed
 from stnlab.experiment.placement import place

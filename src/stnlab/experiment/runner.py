@@ -1,4 +1,4 @@
-"""Running an experiment: its plan (:mod:`stnlab.experiment.plan`) -> training runs (in
+"""Running an experiment: its plan (:mod:`stnlab.experiment.planning`) -> training runs (in
 sequence, in local worker processes or on a Dask cluster: :mod:`stnlab.experiment.execution`)
 -> results.csv and summary.md.
 
@@ -22,7 +22,7 @@ from stnlab.experiment import execution
 from stnlab.experiment.cluster.jobs import distributed
 from stnlab.experiment.execution import Failure, Reporter, Task
 from stnlab.experiment.placement import Placement, place
-from stnlab.experiment.plan import Job, path_taken, plan, reuses_budgets, run_config
+from stnlab.experiment.planning import Job, path_taken, plan, reuses_budgets, run_config
 from stnlab.report import results
 from stnlab.runs import ExperimentDir
 from stnlab.runs.run_folder import CHECKPOINT, METRICS
