@@ -46,9 +46,9 @@ EVENT_WAIT_SECONDS = 5.0  # how long a finished job's last events may lag behind
 STOP_WAIT_SECONDS = 60.0  # after an interrupt, how long to wait for running jobs to stop
 # A local:N cluster's bookkeeping, made rarer: its scheduler, nannies and workers share this
 # machine's cores with the training (Dask's defaults: a 10 ms profiler, 0.5 s system monitor,
-# 0.1 s memory monitor). On 2 cores it took local:2 from 1.15x the process pool's wall time
-# to 1.07x (4,000 images) and 1.10x (make demo's size); see benchmarks/bench_experiment.py.
-# The README gives the same settings for `dask worker`.
+# 0.1 s memory monitor), and with the defaults the training steps ran slower than in a plain
+# process pool. benchmarks/bench_experiment.py measures it (figures: docs/benchmarks.md);
+# docs/scale/cluster.md gives the same settings for `dask worker`.
 LOCAL_DASK_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "5s",
@@ -344,26 +344,40 @@ def run_jobs(
         if data is not None:
             _share(client, data, run.data)
         seeded = shared is False or (shared is None and not _workers_see(client, token_path, token))
-        futures = {}
-        for i, job in enumerate(jobs):
-            seed = read_folder(Path(job.run_dir)) if seeded else {}
-            future = client.submit(
-                attempt,
-                job_fn,
-                run,
-                job,
-                seed,
-                key=f"{job.name}-{tag}",
-                pure=False,
-                resources=resources,
-                priority=len(jobs) - i,  # the given order: longest first
-            )
-            futures[future] = job
+        futures = _submit(client, job_fn, run, jobs, seeded, resources)
         outcomes = collector.collect(futures, run.cancel)
     finally:
         _clean_up(client, run)
         token_path.unlink(missing_ok=True)
     return [outcomes[job.name] for job in jobs]
+
+
+def _submit(
+    client: Any,
+    job_fn: Callable[[Any, JobContext], Any],
+    run: Run,
+    jobs: Sequence[ClusterJob],
+    seeded: bool,
+    resources: Mapping[str, float] | None,
+) -> dict[Any, ClusterJob]:
+    """Submit one task per job, in the given order (longest first); ``seeded``: each task
+    carries the files its run folder holds, for a worker that does not see the folder."""
+    futures = {}
+    for i, job in enumerate(jobs):
+        seed = read_folder(Path(job.run_dir)) if seeded else {}
+        future = client.submit(
+            attempt,
+            job_fn,
+            run,
+            job,
+            seed,
+            key=f"{job.name}-{run.token[:12]}",
+            pure=False,
+            resources=resources,
+            priority=len(jobs) - i,
+        )
+        futures[future] = job
+    return futures
 
 
 def _clean_up(client: Any, run: Run) -> None:
