@@ -32,8 +32,8 @@ class Widths(Config):
     loc_norm: bool = option(False, "BatchNorm in the localization convs too")
     # Chosen on validation accuracy (full-MNIST 40×40, default size, 30 epochs, seed 0):
     # started at the identity, the stn never learns to zoom (the classifier co-adapts to
-    # the scale it first sees); started at 0.7 it keeps the zoom, follows the digit and
-    # gains ~1 point (97.3 vs 96.2% valid; 0.6: 97.4%). README "Results" has the numbers.
+    # the scale it first sees); started at 0.7 it keeps the zoom and follows the digit.
+    # The measurements: docs/results.md, "How the defaults were chosen".
     loc_zoom: float = option(
         0.7,
         "the image transformer starts as a centred zoom on this "
@@ -53,10 +53,9 @@ class Widths(Config):
 
 SIZES: dict[str, Widths] = {
     "small": Widths(conv=(8, 16, 32), hidden=64, loc_conv=(8, 16), loc_hidden=32),
-    # Measured on the 40×40 set (embedded digits, seed 0; Adam 1e-3, batch 200, 2 CPU
-    # cores): stn 97.6% test at epoch 15, cnn 96.6% at 12; (16, 32, 64) trains ~2× faster
-    # than (32, 64, 64). BatchNorm in the localization made θ jumpy between train and
-    # eval mode (one epoch fell to 91%), so it is off by default.
+    # (16, 32, 64) trains much faster than (32, 64, 64) on the 40×40 set. BatchNorm in the
+    # localization made θ jumpy between train and eval mode, so it is off by default.
+    # The measurements: docs/results.md, "How the defaults were chosen".
     "default": Widths(),
     "large": Widths(conv=(32, 64, 128), hidden=256, loc_conv=(32, 64), loc_hidden=128),
     # tensorflow/models research/transformer/cluttered_mnist.py: loc FC 1600→20 (tanh)

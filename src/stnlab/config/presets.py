@@ -34,8 +34,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         data=dict(published="cluttered-40x40", variant="40x40", source="mnist"),
         train=dict(batch_size=200, lr=1e-3, schedule="constant", eval_every=10),
     ),
-    # The same shape at a laptop's scale (~10 min on 2 CPU cores: 2 one-thread workers beat
-    # one two-thread process on these small nets), on the offline digits.
+    # The same shape at a laptop's scale (minutes on 2 CPU cores; docs/benchmarks.md), on the
+    # offline digits: 2 one-thread workers beat one two-thread process on these small nets.
     "demo": dict(
         models=("cnn", "stn", "mstn"),
         budgets=(5, 10, 15, 20, 25),
