@@ -16,6 +16,7 @@ from stnlab.data import make_dataset, save
 from stnlab.report import html as report
 from stnlab.report import introspect, results
 from stnlab.runs.experiment_folder import ExperimentDir
+from stnlab.runs.records import EvalRecord, RunSummary, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import Predictions
 from stnlab.train import monitor
 
@@ -35,27 +36,10 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small",
     run.start_metrics()
     probe = monitor.ThetaProbe.of(m, data.x_valid, 10 if theta else 0, model)
     for e in EPOCHS:
-        run.append(
-            {
-                "event": "train",
-                "epoch": e,
-                "loss": 2.0 / e,
-                "accuracy": 0.3 * e,
-                "lr": 1e-3,
-                "seconds": 1.0,
-            }
-        )
+        run.append(TrainRecord(epoch=e, loss=2.0 / e, accuracy=0.3 * e, lr=1e-3, seconds=1.0))
         for split in ("valid", "test"):
-            run.append(
-                {
-                    "event": "eval",
-                    "epoch": e,
-                    "split": split,
-                    "loss": 1.0 / e,
-                    "accuracy": 0.2 * e + 0.01 * seed,
-                    "train_seconds": 1.0 * e,
-                }
-            )
+            accuracy = 0.2 * e + 0.01 * seed
+            run.append(EvalRecord(e, split, accuracy, loss=1.0 / e, train_seconds=1.0 * e))
         for record in probe.records(m, e, 50 * e) if probe is not None else []:
             run.append(record)
     labels = data.y_test.numpy()
@@ -68,8 +52,29 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small",
             confidence=rng.uniform(0.3, 1.0, wrong.shape).astype(np.float32),
         )
     )
-    run.write_summary({"epochs": EPOCHS[-1], "train_seconds": 3.0, "test_accuracy": 0.5})
+    run.write_summary(_summary(model, size, seed, models.count_parameters(m)))
     return run
+
+
+def _summary(model: str, size: str, seed: int, parameters: int) -> RunSummary:
+    return RunSummary(
+        model=model,
+        size=size,
+        transform="affine",
+        epochs=EPOCHS[-1],
+        seed=seed,
+        valid_accuracy=0.5,
+        test_accuracy=0.5,
+        valid_loss=1.0,
+        test_loss=1.0,
+        train_seconds=3.0,
+        train_images_per_second=100.0,
+        parameters=parameters,
+        batch_size=10,
+        device="cpu",
+        world_size=1,
+        test_per_class_accuracy=None,
+    )
 
 
 def _fake_experiment(out, designs, seeds, theta=True):
@@ -90,8 +95,8 @@ def _fake_experiment(out, designs, seeds, theta=True):
                         "model": model,
                         "epochs": e,
                         "seed": seed,
-                        "valid_accuracy": evs[(e, "valid")]["accuracy"],
-                        "test_accuracy": evs[(e, "test")]["accuracy"],
+                        "valid_accuracy": evs[(e, "valid")].accuracy,
+                        "test_accuracy": evs[(e, "test")].accuracy,
                         "train_seconds": float(e),
                         "run": name,
                     }
@@ -115,6 +120,7 @@ def test_report_of_every_design(tmp_path):
         assert png.is_file() and png.stat().st_size > 5_000, name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_images(page)) == len(names)
+    assert re.findall(r'<img src="[^"]+" alt="([^"]+)"', page) == list(names)  # in page order
     assert all(len(data) > 5_000 for data in _images(page))
     for heading in (
         "Comparison of network results",
@@ -136,10 +142,10 @@ def test_theta_curves_are_the_runs_records(tmp_path):
     epochs, area, outside = report._theta_curves(runs)
     assert list(epochs) == list(EPOCHS) and area.shape == outside.shape == (2, 2, len(EPOCHS))
     for r, run in enumerate(runs):
-        for record in (x for x in run.records() if x["event"] == monitor.EVENT):
-            t, e = int(record["transformer"][-1]), EPOCHS.index(record["epoch"])
-            assert area[t, r, e] == record["area_ratio_median"]
-            assert outside[t, r, e] == record["outside_fraction_median"]
+        for record in (x for x in run.records() if isinstance(x, ThetaRecord)):
+            t, e = int(record.transformer[-1]), EPOCHS.index(record.epoch)
+            assert area[t, r, e] == record.figures["area_ratio_median"]
+            assert outside[t, r, e] == record.figures["outside_fraction_median"]
     assert area[0, 0, 0] == pytest.approx(0.49) and area[1, 0, 0] == 1  # the untrained starts
 
 

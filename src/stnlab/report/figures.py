@@ -190,46 +190,61 @@ def sampled(
             ax = axes[i, j]
             _bare(ax)
             if stage is None:
-                ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
-                for k, line in enumerate(d.outlines):
-                    closed = np.concatenate([line[i], line[i][:1]])
-                    ax.plot(*closed.T, color=_OUTLINE[k % 3], lw=1.5, ls="-" if k == 0 else "--")
-                _fit(ax, images[i].shape, [line[i] for line in d.outlines])
+                _input_panel(ax, images[i], [line[i] for line in d.outlines])
             else:
-                out = d.outputs[stage][i]
-                lo, hi = (0, 1) if stage == 0 else (out.min(), out.max() + 1e-8)
-                ax.imshow(out, cmap="gray" if stage == 0 else "magma", vmin=lo, vmax=hi)
-                if stage == len(d.outputs) - 1:
-                    if labels is None:
-                        color = "#4da3ff"
-                    else:
-                        color = "#34c759" if d.predictions[i] == labels[i] else "#ff3b30"
-                    ax.text(
-                        0.04,
-                        0.96,
-                        str(d.predictions[i]),
-                        transform=ax.transAxes,
-                        va="top",
-                        color=color,
-                        fontsize=12,
-                        weight="bold",
-                    )
-            if stage is not None and d.captions:
-                ax.set_xlabel(d.captions[stage][i], fontsize=8)
+                _stage_panel(ax, d, stage, i, None if labels is None else labels[i])
             if j == 0 and row_titles:
                 ax.set_ylabel(row_titles[i], fontsize=10)
         title = "input + grid" if stage is None else d.stage_titles[stage]
         axes[0, j].set_title(f"{d.name}\n{title}", fontsize=9)
-    head = "Sampled STN results" if labels is not None else "What the transformer looked at"
-    verdict = " (green = right)" if labels is not None else ""
-    fig.suptitle(
-        f"{head}\ngrids: solid 1st, dashed 2nd\nnumber: prediction{verdict}"
-        if len(cols) < 4
-        else f"{head}\ngrid outline: solid = first transformer, dashed = second; "
-        f"corner number = prediction{verdict}",
-        fontsize=10,
-    )
+    fig.suptitle(_sampled_title(labels is not None, narrow=len(cols) < 4), fontsize=10)
     return fig
+
+
+def _input_panel(ax, image: np.ndarray, outlines: Sequence[np.ndarray]) -> None:
+    """The input image (H, W) with each stage's grid outline (M, 2): solid first, dashed next."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    for k, line in enumerate(outlines):
+        closed = np.concatenate([line, line[:1]])  # (M + 1, 2)
+        ax.plot(*closed.T, color=_OUTLINE[k % 3], lw=1.5, ls="-" if k == 0 else "--")
+    _fit(ax, image.shape, outlines)
+
+
+def _stage_panel(ax, d: Sampled, stage: int, i: int, label: int | None) -> None:
+    """What ``stage`` of design ``d`` produced for image ``i``; the last stage shows the
+    prediction (green right, red wrong, blue without a ``label``)."""
+    out = d.outputs[stage][i]
+    lo, hi = (0, 1) if stage == 0 else (out.min(), out.max() + 1e-8)
+    ax.imshow(out, cmap="gray" if stage == 0 else "magma", vmin=lo, vmax=hi)
+    if stage == len(d.outputs) - 1:
+        if label is None:
+            color = "#4da3ff"
+        else:
+            color = "#34c759" if d.predictions[i] == label else "#ff3b30"
+        ax.text(
+            0.04,
+            0.96,
+            str(d.predictions[i]),
+            transform=ax.transAxes,
+            va="top",
+            color=color,
+            fontsize=12,
+            weight="bold",
+        )
+    if d.captions:
+        ax.set_xlabel(d.captions[stage][i], fontsize=8)
+
+
+def _sampled_title(labelled: bool, narrow: bool) -> str:
+    """The sampled figure's title and legend, on three short lines when the figure is narrow."""
+    head = "Sampled STN results" if labelled else "What the transformer looked at"
+    verdict = " (green = right)" if labelled else ""
+    if narrow:
+        return f"{head}\ngrids: solid 1st, dashed 2nd\nnumber: prediction{verdict}"
+    return (
+        f"{head}\ngrid outline: solid = first transformer, dashed = second; "
+        f"corner number = prediction{verdict}"
+    )
 
 
 def hardest(
@@ -246,15 +261,10 @@ def hardest(
         predictions, confidence: design -> (R, N), one row per run.
     Returns: the figure and the indices shown.
     """
-    preds = np.concatenate(list(predictions.values()))  # (runs, N)
-    conf = np.concatenate(list(confidence.values()))
-    wrong = (preds != labels[None]).sum(0)
-    wrong_conf = np.where(preds != labels[None], conf, 0).sum(0)
-    order = np.lexsort((-wrong_conf, -wrong))  # most runs wrong, then most confidently
-    shown = order[: min(count, int((wrong > 0).sum()))]
+    shown, wrong = _most_wrong(labels, predictions, confidence, count)
+    runs = sum(len(p) for p in predictions.values())
     cols = 6
     rows = max(1, -(-len(shown) // cols))
-    width = max(len(n) for n in predictions)
     fig, axes = _subplots(
         rows,
         cols,
@@ -268,16 +278,8 @@ def hardest(
         ax.axis("on")
         _bare(ax)
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"#{i}: true {labels[i]}, {wrong[i]}/{len(preds)} wrong", fontsize=9)
-        ax.set_xlabel(
-            "\n".join(
-                f"{name:<{width}} {' '.join(map(str, predictions[name][:, i]))} "
-                f"({100 * confidence[name][:, i].mean():.0f}%)"
-                for name in predictions
-            ),
-            fontsize=8.5,
-            family="monospace",
-        )
+        ax.set_title(f"#{i}: true {labels[i]}, {wrong[i]}/{runs} wrong", fontsize=9)
+        ax.set_xlabel(_votes(predictions, confidence, i), fontsize=8.5, family="monospace")
     if not len(shown):
         axes[0, 0].text(0, 0.5, "every test image was classified correctly by every run")
     fig.suptitle(
@@ -286,6 +288,34 @@ def hardest(
         fontsize=10,
     )
     return fig, shown
+
+
+def _most_wrong(
+    labels: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    confidence: Mapping[str, np.ndarray],
+    count: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` indices of images some run got wrong, most runs wrong first (then the
+    most confidently wrong), and how many runs got each image (N,) wrong."""
+    preds = np.concatenate(list(predictions.values()))  # (runs, N)
+    conf = np.concatenate(list(confidence.values()))
+    missed = preds != labels[None]
+    wrong = missed.sum(0)
+    order = np.lexsort((-np.where(missed, conf, 0).sum(0), -wrong))
+    return order[: min(count, int((wrong > 0).sum()))], wrong
+
+
+def _votes(
+    predictions: Mapping[str, np.ndarray], confidence: Mapping[str, np.ndarray], i: int
+) -> str:
+    """One line per design: each run's prediction for image ``i`` and their mean confidence."""
+    width = max(len(n) for n in predictions)
+    return "\n".join(
+        f"{name:<{width}} {' '.join(map(str, predictions[name][:, i]))} "
+        f"({100 * confidence[name][:, i].mean():.0f}%)"
+        for name in predictions
+    )
 
 
 def confusions(matrices: Mapping[str, np.ndarray], runs: Mapping[str, int]) -> Figure:

@@ -70,6 +70,7 @@ def theta_curves(history: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _no_matrix(ax, what: str) -> None:
+    """A grey note in place of a panel that only a matrix family has."""
     ax.text(
         0.5,
         0.5,
@@ -95,37 +96,13 @@ def theta_distribution(parts: Mapping[str, Mapping[str, np.ndarray]], labels: np
     fig, axes = _subplots(
         len(parts), 3, (13, 3.4 * len(parts) + 0.6), squeeze=False, layout="constrained"
     )
-    digits = colormaps["tab10"].colors
     for (title, p), (scale, rotation, shift) in zip(parts.items(), axes, strict=True):
         if "scale_x" in p:
-            for key, color in (("scale_x", "#1f77b4"), ("scale_y", "#ff7f0e")):
-                scale.hist(p[key], bins=30, alpha=0.6, color=color, label=key.replace("_", " "))
-            scale.axvline(1, color="grey", lw=1)
-            scale.set(xlabel="scale (< 1: zooms in)", ylabel="images")
-            scale.legend(fontsize=8)
-            rotation.hist(p["rotation_deg"], bins=30, color="#2ca02c", alpha=0.8)
-            rotation.axvline(0, color="grey", lw=1)
-            rotation.set(xlabel="rotation (degrees)", ylabel="images")
+            _scale_and_rotation(scale, rotation, p)
         else:
             _no_matrix(scale, "scale")
             _no_matrix(rotation, "rotation")
-        for d in np.unique(labels):
-            mine = labels == d
-            shift.scatter(
-                p["shift_x_px"][mine],
-                p["shift_y_px"][mine],
-                s=6,
-                color=digits[int(d) % 10],
-                label=str(d),
-            )
-        shift.axhline(0, color="grey", lw=1)
-        shift.axvline(0, color="grey", lw=1)
-        shift.set(xlabel="centre shift x (input px)", ylabel="centre shift y (px, down)")
-        shift.set_aspect("equal", adjustable="datalim")
-        shift.invert_yaxis()  # as on the image: y points down
-        shift.legend(
-            title="digit", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5)
-        )
+        _centre_shift(shift, p["shift_x_px"], p["shift_y_px"], labels)
         scale.set_title(f"{title}: scale", fontsize=10)
         rotation.set_title(f"{title}: rotation", fontsize=10)
         shift.set_title(f"{title}: where the output's centre looks", fontsize=10)
@@ -133,3 +110,31 @@ def theta_distribution(parts: Mapping[str, Mapping[str, np.ndarray]], labels: np
             ax.grid(alpha=0.3)
     fig.suptitle("What the transformers learned: θ on the test set")
     return fig
+
+
+def _scale_and_rotation(scale, rotation, p: Mapping[str, np.ndarray]) -> None:
+    """Histograms of a matrix family's scales along x and y and of its rotation."""
+    for key, color in (("scale_x", "#1f77b4"), ("scale_y", "#ff7f0e")):
+        scale.hist(p[key], bins=30, alpha=0.6, color=color, label=key.replace("_", " "))
+    scale.axvline(1, color="grey", lw=1)
+    scale.set(xlabel="scale (< 1: zooms in)", ylabel="images")
+    scale.legend(fontsize=8)
+    rotation.hist(p["rotation_deg"], bins=30, color="#2ca02c", alpha=0.8)
+    rotation.axvline(0, color="grey", lw=1)
+    rotation.set(xlabel="rotation (degrees)", ylabel="images")
+
+
+def _centre_shift(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray) -> None:
+    """Where the output's centre looks (x, y in input pixels, (N,) each), coloured by digit."""
+    digits = colormaps["tab10"].colors
+    for d in np.unique(labels):
+        mine = labels == d
+        ax.scatter(x[mine], y[mine], s=6, color=digits[int(d) % 10], label=str(d))
+    ax.axhline(0, color="grey", lw=1)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set(xlabel="centre shift x (input px)", ylabel="centre shift y (px, down)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.invert_yaxis()  # as on the image: y points down
+    ax.legend(
+        title="digit", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5)
+    )
