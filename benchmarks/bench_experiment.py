@@ -63,7 +63,7 @@ def measure(mode: str, args: argparse.Namespace, data: Path, tmp: Path) -> dict[
     result = runner.run_experiment(config, out, progress=False, log=lambda s: None)
     wall = time.perf_counter() - t0
     folder = ExperimentDir(out)
-    training = sum(folder.run(j.name).summary()["train_seconds"] for j in result.jobs)
+    training = sum(folder.run(j.name).summary().train_seconds for j in result.jobs)
     slots = 1 if mode == "here" else args.workers
     return {"wall": wall, "estimate": planned, "training": training, "slots": slots}
 

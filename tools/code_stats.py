@@ -1,4 +1,4 @@
-"""Print the shape of src/stnlab: lines per package, the longest functions, local imports, fmt: skip.
+"""Print the shape of src/stnlab: lines per package, longest functions, local imports, fmt: skip.
 
 Used for the before/after figures of a restructuring (python tools/code_stats.py [ROOT]).
 """

@@ -24,7 +24,7 @@ def _check_results(out, devices: set[str]) -> None:
     rows = folder.results()
     assert {r["run"] for r in rows} == {j.name for j in jobs}
     assert all(0 <= r["test_accuracy"] <= 1 and math.isfinite(r["train_seconds"]) for r in rows)
-    assert {folder.run(j.name).summary()["device"] for j in jobs} <= devices
+    assert {folder.run(j.name).summary().device for j in jobs} <= devices
 
 
 def test_smoke_preset_on_cuda(capsys, tmp_path):

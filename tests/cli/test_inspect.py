@@ -6,8 +6,7 @@ import json
 import math
 
 import pytest
-import torch
-from conftest import saved_run
+from conftest import fixed_theta, saved_run
 
 from stnlab import cli, models
 
@@ -15,11 +14,7 @@ from stnlab import cli, models
 def _run(tmp_path, name: str, theta: list[float] | None = None):
     """A run folder of a small ``name`` whose transformers predict ``theta`` for every image."""
     model = models.create(name, size="small")
-    for st in model.transformers if theta is not None else []:
-        with torch.no_grad():
-            st.regressor.weight.zero_()
-            st.regressor.bias.copy_(torch.tensor(theta))
-    return str(saved_run(tmp_path / name, model))
+    return str(saved_run(tmp_path / name, fixed_theta(model, theta) if theta else model))
 
 
 def test_inspect_prints_each_transformers_statistics(tmp_path, data_file, capsys):

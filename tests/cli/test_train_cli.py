@@ -67,7 +67,7 @@ def test_train_with_amp_on_cpu(capsys, tmp_path, data_file):
     argv = ["train", "--data", str(data_file), "--epochs", "1", "--out", str(out), "--amp"]
     assert cli.main([*argv, *FAST, "--model", "stn"]) == 0  # the last --model wins
     assert RunDir(out).run_config().train.amp is True
-    assert RunDir(out).summary()["model"] == "stn"
+    assert RunDir(out).summary().model == "stn"
 
 
 def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
@@ -93,8 +93,8 @@ def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
     assert "cnn:" in printed.err and "acc=" in printed.err  # the progress bar
     summary = RunDir(out).summary()
     assert printed.out.strip().endswith(f"-> {out}")
-    assert f"test {summary['test_accuracy']:.2%}" in printed.out
-    assert summary["model"] == "cnn" and summary["epochs"] == 2
+    assert f"test {summary.test_accuracy:.2%}" in printed.out
+    assert summary.model == "cnn" and summary.epochs == 2
     config = RunDir(out).run_config()
     assert config.data.path == str(data_file.resolve())
     assert config.train.eval_epochs() == (1, 2) and config.train.device == "cpu"
@@ -103,10 +103,10 @@ def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
 
     assert cli.main(["evaluate", str(out), "--data", str(data_file), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert figures["accuracy"] == summary["test_accuracy"] and figures["n"] == 100
+    assert figures["accuracy"] == summary.test_accuracy and figures["n"] == 100
     assert cli.main(["evaluate", str(out), "--data", str(data_file), "--split", "valid"]) == 0
     text = capsys.readouterr().out
-    assert f"accuracy {summary['valid_accuracy']:.2%}" in text and "per class" in text
+    assert f"accuracy {summary.valid_accuracy:.2%}" in text and "per class" in text
 
 
 def test_evaluate_errors(fails_with, tmp_path, data_file):
@@ -160,7 +160,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     victim = subprocess.Popen(_train_cmd(data, cut), env=env)
     run, deadline = RunDir(cut), time.monotonic() + 120
     while time.monotonic() < deadline and victim.poll() is None:
-        if run.file("metrics.jsonl").exists() and any(r["epoch"] >= 2 for r in run.records()):
+        if run.file("metrics.jsonl").exists() and any(r.epoch >= 2 for r in run.records()):
             break
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
@@ -175,7 +175,4 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert weights_equal(models.load(ref).state_dict(), models.load(cut).state_dict())
     assert records_without_times(run) == records_without_times(RunDir(ref))
     sa, sb = RunDir(ref).summary(), run.summary()
-    assert (sa["valid_accuracy"], sa["test_accuracy"]) == (
-        sb["valid_accuracy"],
-        sb["test_accuracy"],
-    )
+    assert (sa.valid_accuracy, sa.test_accuracy) == (sb.valid_accuracy, sb.test_accuracy)

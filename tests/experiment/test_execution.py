@@ -6,9 +6,11 @@ The Dask way is tested end to end in test_experiment_cluster.py.
 
 from __future__ import annotations
 
+import json
 from multiprocessing import get_context
 from pathlib import Path
 
+import pytest
 from conftest import SMALL
 from pool_probe import where
 
@@ -18,11 +20,13 @@ from stnlab.experiment.execution import (
     Failure,
     Reporter,
     Task,
+    _plain,
     start_pool,
     train_here,
     train_in_pool,
     worker_device,
 )
+from stnlab.runs.records import EvalRecord, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import RunDir
 
 
@@ -55,10 +59,28 @@ def test_bar_counts_each_runs_highest_epoch_once(tmp_path):
     assert (reporter.bar.total, reporter.bar.n) == (8, 1)  # a resumes after epoch 1
     # a's worker is lost after epoch 3; its retry resumes from epoch 1's checkpoint.
     for name, epoch in [("a", 2), ("b", 1), ("a", 3), ("a", 2), ("a", 3), ("b", 2), ("a", 4)]:
-        reporter.record(name, {"event": "train", "epoch": epoch})
-        reporter.record(name, {"event": "eval", "epoch": epoch, "split": "valid"})
+        reporter.record(name, TrainRecord(epoch, 1.0, 0.5, 1e-3, 1.0))
+        reporter.record(name, EvalRecord(epoch, "valid", 0.5, 1.0, 1.0))
     assert reporter.bar.n == 4 + 2
     reporter.close()
+
+
+def test_records_cross_dask_as_plain_data_and_are_parsed_back(tmp_path):
+    msgpack = pytest.importorskip("msgpack")
+    made = [
+        TrainRecord(1, 2.25, 0.125, 1e-3, 4.5),
+        EvalRecord(1, "test", 0.5, 1.5, 4.5),
+        ThetaRecord(1, "transformers.0", {"area_ratio_median": 0.49}, ("frozen",), step=50),
+    ]
+    moved = []
+    reporter = Reporter([Task("a", _run(), tmp_path)], _Log().on_done, print, bar=False)
+    reporter.record = lambda name, record: moved.append(record)
+    for record in made:
+        plain = _plain(record)  # what Worker.log_event carries: JSON types only
+        assert json.loads(json.dumps(plain)) == plain and plain["event"] == record.EVENT
+        # Dask's comms use msgpack, which hands the lists back as tuples.
+        reporter.event("a", msgpack.unpackb(msgpack.packb(plain), use_list=False))
+    assert moved == made
 
 
 def test_failures_are_kept_once_each_with_a_traceback_only_for_bugs(tmp_path):

@@ -23,6 +23,7 @@ from stnlab.config import presets as ex
 from stnlab.experiment import execution, placement, runner
 from stnlab.experiment.cluster import INSTALL_HINT
 from stnlab.runs.experiment_folder import ExperimentDir
+from stnlab.runs.records import Record, TrainRecord
 
 # cnn and stn, 2 seeds, runs of 8 epochs (long enough to lose a worker in the middle),
 # a checkpoint after every epoch, one thread per run as on the Dask workers.
@@ -79,11 +80,11 @@ def _watch(monkeypatch, act=None) -> dict[str, list[int]]:
     seen: dict[str, list[int]] = {}
     record = execution.Reporter.record
 
-    def spy(self, name: str, rec: dict) -> None:
-        if rec.get("event") == "train":
+    def spy(self, name: str, rec: Record) -> None:
+        if isinstance(rec, TrainRecord):
             if act is not None:
-                act(name, rec["epoch"])
-            seen.setdefault(name, []).append(rec["epoch"])
+                act(name, rec.epoch)
+            seen.setdefault(name, []).append(rec.epoch)
         record(self, name, rec)
 
     monkeypatch.setattr(execution.Reporter, "record", spy)

@@ -14,18 +14,10 @@ import os
 
 import pytest
 import torch
+from conftest import perturb
 from torch import nn
 
 from stnlab import SpatialTransformer, SpatialTransformer3d, models
-
-
-def perturb(model: nn.Module) -> None:
-    """Regressors off zero, so θ depends on the input and gradients reach everything."""
-    torch.manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, SpatialTransformer | SpatialTransformer3d):
-            nn.init.normal_(m.regressor.weight, std=0.05)
-
 
 inductor = pytest.mark.skipif(
     os.environ.get("STNLAB_SLOW") != "1", reason="Inductor builds take minutes: STNLAB_SLOW=1"

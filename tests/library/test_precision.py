@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import perturb, transformers_of
 from torch import nn
 
 from stnlab import SpatialTransformer, SpatialTransformer3d, models, sample
@@ -22,18 +23,6 @@ LOW = [torch.bfloat16, torch.float16]
 # cosines with float32 were 0.95-1.0 here, and 0.98 for a plain CNN's input gradient.
 TOLERANCE = 0.05
 COSINE = 0.9
-
-
-def transformers_of(model: nn.Module) -> list[SpatialTransformer | SpatialTransformer3d]:
-    """Every spatial transformer inside ``model``, found by type (not by attribute name)."""
-    return [m for m in model.modules() if isinstance(m, SpatialTransformer | SpatialTransformer3d)]
-
-
-def perturb(model: nn.Module, std: float = 0.05) -> None:
-    """Regressors off zero, so θ depends on the input and gradients reach the localization."""
-    torch.manual_seed(1)
-    for st in transformers_of(model):
-        nn.init.normal_(st.regressor.weight, std=std)
 
 
 @pytest.fixture
@@ -87,7 +76,8 @@ def test_model_under_autocast(name, dtype, grid_sample_calls):
     model = models.create(name).eval()  # eval: no dropout, so both runs see one net
     perturb(model)
     x, y = torch.rand(8, 1, 40, 40), torch.randint(0, 10, (8,))
-    in_st = {id(p) for st in transformers_of(model) for p in st.parameters()}
+    stages = transformers_of(model).values()
+    in_st = {id(p) for st in stages for p in st.parameters()}
     logits, grads, located = {}, {}, {}
     for low in (False, True):
         model.zero_grad(set_to_none=True)
@@ -100,9 +90,9 @@ def test_model_under_autocast(name, dtype, grid_sample_calls):
         located[low] = [p.grad for p in model.parameters() if id(p) in in_st]
     # Forward: every warp sampled in float32 at a float32 grid (cnn has none), θ float32,
     # and the logits agree with float32's.
-    assert len(grid_sample_calls) >= len(transformers_of(model))
+    assert len(grid_sample_calls) >= len(stages)
     assert set(grid_sample_calls) <= {(torch.float32, torch.float32)}
-    assert all(st.last_theta.dtype == torch.float32 for st in transformers_of(model))
+    assert all(st.last_theta.dtype == torch.float32 for st in stages)
     assert torch.isfinite(logits[True]).all()
     assert close_in_scale(logits[True], logits[False])
     # Backward: finite float32 gradients (master weights stay float32) in the same direction.

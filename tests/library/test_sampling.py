@@ -8,32 +8,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_sample_gradients_match_reference, grid_off_integers, random_grid
 
 from stnlab import sample, sample_reference
 from stnlab.sampling import KERNELS, PADDINGS
 
 PAIRS = list(itertools.product(KERNELS, PADDINGS))
 SAMPLERS = [sample, sample_reference]
-
-
-def random_grid(n: int, h: int, w: int, *, low: float = -1.6, high: float = 1.6, dtype=None):
-    """Uniform normalised coordinates in [low, high]², so some fall outside the image."""
-    g = torch.rand(n, h, w, 2, dtype=dtype or torch.float64)
-    return low + (high - low) * g  # (N, H', W', 2)
-
-
-def grid_off_integers(n: int, h: int, w: int, in_h: int, in_w: int, *, reach: int = 2):
-    """Random float64 source points whose pixel coordinates stay ≥ 0.1 from every integer.
-
-    The bilinear kernel has kinks (and the nearest kernel jumps) at integer pixel
-    offsets, so gradients w.r.t. the grid are only compared away from them.
-    Pixel coordinates range over [-reach, size - 1 + reach], outside the image too.
-    """
-    sizes = torch.tensor([in_w, in_h], dtype=torch.float64)
-    whole = torch.floor(torch.rand(n, h, w, 2, dtype=torch.float64) * (sizes + 2 * reach - 1))
-    frac = 0.1 + 0.8 * torch.rand(n, h, w, 2, dtype=torch.float64)
-    pixels = whole - reach + frac  # (N, H', W', 2), pixel units
-    return (2 * pixels + 1) / sizes - 1  # normalised, align_corners=False
 
 
 def pixel_centre_grid(n: int, h: int, w: int, dtype=torch.float64):
@@ -102,22 +83,9 @@ def test_sample_matches_reference_on_pixel_centres(kernel, padding):
 def test_sample_gradients_match_reference(kernel, padding):
     torch.manual_seed(2)
     U = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
-    grid = grid_off_integers(2, 4, 7, 5, 6).requires_grad_()
+    grid = grid_off_integers(2, (4, 7), (5, 6)).requires_grad_()
     upstream = torch.randn(2, 3, 4, 7, dtype=torch.float64)
-    grads = {}
-    for sampler in SAMPLERS:
-        V = sampler(U, grid, kernel, padding)
-        # The nearest kernel is piecewise constant: its grid gradient is zero (or absent).
-        grads[sampler] = torch.autograd.grad(
-            V, (U, grid), upstream, allow_unused=True, materialize_grads=True
-        )
-    (dU, dgrid), (dU_ref, dgrid_ref) = grads[sample], grads[sample_reference]
-    torch.testing.assert_close(dU, dU_ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(dgrid, dgrid_ref, rtol=1e-10, atol=1e-10)
-    if kernel == "nearest":
-        assert torch.count_nonzero(dgrid) == 0
-    else:
-        assert dgrid.abs().max() > 0.1
+    assert_sample_gradients_match_reference(U, grid, upstream, kernel, padding)
 
 
 @pytest.mark.parametrize("padding", ["zeros", "border"])
@@ -149,7 +117,7 @@ def test_reference_matches_grid_sample_in_float32():
 def test_sample_gradcheck(kernel, padding):
     torch.manual_seed(5)
     U = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
-    grid = grid_off_integers(1, 3, 3, 4, 5, reach=1).requires_grad_()
+    grid = grid_off_integers(1, (3, 3), (4, 5), reach=1).requires_grad_()
     assert torch.autograd.gradcheck(lambda u, g: sample(u, g, kernel, padding), (U, grid))
 
 
@@ -157,7 +125,7 @@ def test_sample_gradcheck(kernel, padding):
 def test_sample_reference_gradcheck(kernel):
     torch.manual_seed(6)
     U = torch.randn(1, 1, 3, 4, dtype=torch.float64, requires_grad=True)
-    grid = grid_off_integers(1, 2, 3, 3, 4, reach=1).requires_grad_()
+    grid = grid_off_integers(1, (2, 3), (3, 4), reach=1).requires_grad_()
     assert torch.autograd.gradcheck(lambda u, g: sample_reference(u, g, kernel), (U, grid))
 
 

@@ -8,31 +8,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_sample_gradients_match_reference, grid_off_integers, random_grid
 
 from stnlab import sample, sample_reference, sampling
 from stnlab.sampling import KERNELS_3D, PADDINGS
 
 PAIRS = list(itertools.product(KERNELS_3D, PADDINGS))
 SAMPLERS = [sample, sample_reference]
-
-
-def random_grid(n: int, d: int, h: int, w: int, *, low=-1.6, high=1.6, dtype=torch.float64):
-    """Uniform normalised (x, y, z) in [low, high]³, so some fall outside the volume."""
-    return low + (high - low) * torch.rand(n, d, h, w, 3, dtype=dtype)  # (N, D', H', W', 3)
-
-
-def grid_off_integers(n: int, out: tuple, size: tuple, *, reach: int = 2) -> torch.Tensor:
-    """Random float64 source points ≥ 0.1 voxel from every integer voxel coordinate.
-
-    The trilinear kernel has kinks (and the nearest kernel jumps) at integer offsets, so
-    gradients w.r.t. the grid are compared away from them. ``size`` is the input's
-    (D, H, W); coordinates range over [-reach, side - 1 + reach] on each axis.
-    """
-    sides = torch.tensor(size[::-1], dtype=torch.float64)  # (W, H, D): x, y, z
-    whole = torch.floor(torch.rand(n, *out, 3, dtype=torch.float64) * (sides + 2 * reach - 1))
-    frac = 0.1 + 0.8 * torch.rand(n, *out, 3, dtype=torch.float64)
-    voxels = whole - reach + frac  # (N, D', H', W', 3), voxel units
-    return (2 * voxels + 1) / sides - 1  # normalised, align_corners=False
 
 
 def loop_trilinear(U: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -80,19 +62,7 @@ def test_sample_gradients_match_reference(kernel, padding):
     U = torch.randn(2, 2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     grid = grid_off_integers(2, (2, 3, 4), (3, 4, 5)).requires_grad_()
     upstream = torch.randn(2, 2, 2, 3, 4, dtype=torch.float64)
-    grads = {}
-    for sampler in SAMPLERS:
-        V = sampler(U, grid, kernel, padding)
-        grads[sampler] = torch.autograd.grad(
-            V, (U, grid), upstream, allow_unused=True, materialize_grads=True
-        )
-    (dU, dgrid), (dU_ref, dgrid_ref) = grads[sample], grads[sample_reference]
-    torch.testing.assert_close(dU, dU_ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(dgrid, dgrid_ref, rtol=1e-10, atol=1e-10)
-    if kernel == "nearest":
-        assert torch.count_nonzero(dgrid) == 0
-    else:
-        assert dgrid.abs().max() > 0.1
+    assert_sample_gradients_match_reference(U, grid, upstream, kernel, padding)
 
 
 def test_reference_matches_hand_written_loop():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_batched_equals_per_sample, gradcheck_parameters, perturb
 from torch import nn
-from torch.func import functional_call
 
 from stnlab import SpatialTransformer, sample
 from stnlab import transforms as T
@@ -19,12 +19,6 @@ FAMILIES = T.names()
 def tiny_localization(in_features: int, hidden: int = 4) -> nn.Module:
     """A localization net small enough for gradcheck: flatten -> linear -> tanh."""
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.Tanh())
-
-
-def perturb_regressor(stn: SpatialTransformer, scale: float = 0.1) -> None:
-    """Move the regressor weights off zero so gradients reach the localization net."""
-    with torch.no_grad():
-        stn.regressor.weight.normal_(0, scale)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -83,7 +77,7 @@ def test_identity_to_half_size_averages_blocks():
 
 def test_reset_identity_restores_the_identity():
     stn = SpatialTransformer(1, 12)
-    perturb_regressor(stn, 1.0)
+    perturb(stn, 1.0)
     x = torch.rand(2, 1, 12, 12)
     assert not torch.allclose(stn(x), x, atol=1e-3)
     stn.reset_identity()
@@ -96,7 +90,7 @@ def test_reset_identity_restores_the_identity():
 def test_forward_is_sampling_at_the_predicted_grid(kernel, padding):
     torch.manual_seed(6)
     stn = SpatialTransformer(2, 12, out_size=(8, 10), kernel=kernel, padding=padding).double()
-    perturb_regressor(stn, 0.5)
+    perturb(stn, 0.5, seed=None)
     x = torch.rand(3, 2, 12, 12, dtype=torch.float64)
     V = stn(x)
     expected = sample(x, stn.transform.grid(stn.last_theta, (8, 10)), kernel, padding)
@@ -110,7 +104,7 @@ def test_forward_is_sampling_at_the_predicted_grid(kernel, padding):
 def test_last_theta_is_detached():
     stn = SpatialTransformer(1, 16)
     assert stn.last_theta is None
-    perturb_regressor(stn)
+    perturb(stn, 0.1)
     x = torch.rand(3, 1, 16, 16)
     stn(x).sum().backward()
     theta = stn.last_theta
@@ -125,7 +119,7 @@ def test_train_and_eval_modes():
     torch.manual_seed(1)
     loc = nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.Dropout(0.5), nn.ReLU())
     stn = SpatialTransformer(1, 12, localization=loc)
-    perturb_regressor(stn, 1.0)
+    perturb(stn, 1.0, seed=None)
     x = torch.rand(4, 1, 12, 12)
     stn.train()
     train_thetas = []
@@ -151,21 +145,14 @@ def test_gradcheck_end_to_end(family):
     stn = SpatialTransformer(
         1, 6, out_size=(4, 5), transform=family, localization=tiny_localization(36)
     ).double()
-    perturb_regressor(stn, 0.2)
-    names = [name for name, _ in stn.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_() for p in stn.parameters())
-    x = torch.rand(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
-
-    def forward(x, *params):
-        return functional_call(stn, dict(zip(names, params, strict=True)), (x,))
-
-    assert torch.autograd.gradcheck(forward, (x, *params))
+    perturb(stn, 0.2, seed=None)
+    assert gradcheck_parameters(stn, torch.rand(1, 1, 6, 6, dtype=torch.float64))
 
 
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(3)
     stn = SpatialTransformer(3, 16, transform="tps")
-    perturb_regressor(stn)
+    perturb(stn, 0.1, seed=None)
     stn(torch.rand(4, 3, 16, 16)).square().mean().backward()
     for name, p in stn.named_parameters():
         assert p.grad is not None, name
@@ -184,7 +171,7 @@ def test_as_a_middle_layer_on_feature_maps():
         nn.Flatten(),
         nn.Linear(4 * 8 * 8, 10),
     )
-    perturb_regressor(net[2])
+    perturb(net[2], 0.1, seed=None)
     out = net(torch.rand(5, 1, 16, 16))
     assert out.shape == (5, 10)
     out.sum().backward()
@@ -284,7 +271,7 @@ def test_bad_out_size(bad):
 
 def test_float64_preserved():
     stn = SpatialTransformer(2, 12, transform="projective").double()
-    perturb_regressor(stn)
+    perturb(stn, 0.1)
     x = torch.rand(2, 2, 12, 12, dtype=torch.float64)
     V = stn(x)
     assert V.dtype == torch.float64
@@ -294,7 +281,7 @@ def test_float64_preserved():
 
 def test_input_not_modified():
     stn = SpatialTransformer(3, 16, transform="tps")
-    perturb_regressor(stn)
+    perturb(stn, 0.1)
     x = torch.randn(2, 3, 16, 16, requires_grad=True)
     before = x.detach().clone()
     stn(x).square().sum().backward()
@@ -304,11 +291,8 @@ def test_input_not_modified():
 def test_batched_equals_per_sample():
     torch.manual_seed(5)
     stn = SpatialTransformer(1, 12, transform="affine").double()
-    perturb_regressor(stn)
-    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
-    batched = stn(x)
-    single = torch.cat([stn(x[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
+    perturb(stn, 0.1, seed=None)
+    assert_batched_equals_per_sample(stn, torch.rand(3, 1, 12, 12, dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------- any input size
@@ -318,7 +302,7 @@ def test_batched_equals_per_sample():
 def test_default_localization_takes_any_size(size):
     torch.manual_seed(7)
     stn = SpatialTransformer(3, 40, out_size=20)
-    perturb_regressor(stn)
+    perturb(stn, 0.1, seed=None)
     V = stn(torch.rand(2, 3, *size))
     assert V.shape == (2, 3, 20, 20)
     assert stn.last_theta.shape == (2, 6)
@@ -333,22 +317,16 @@ def test_any_size_gradcheck(size):
     # correctly w.r.t. its input and every parameter (fast mode: random directions).
     torch.manual_seed(8)
     stn = SpatialTransformer(1, 40, out_size=20).double()
-    perturb_regressor(stn, 0.2)
-    names = [name for name, _ in stn.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_() for p in stn.parameters())
-    x = torch.rand(1, 1, size, size, dtype=torch.float64, requires_grad=True)
-
-    def forward(x, *params):
-        return functional_call(stn, dict(zip(names, params, strict=True)), (x,))
-
-    assert forward(x, *params).shape == (1, 1, 20, 20)
-    assert torch.autograd.gradcheck(forward, (x, *params), fast_mode=True)
+    perturb(stn, 0.2, seed=None)
+    x = torch.rand(1, 1, size, size, dtype=torch.float64)
+    assert stn(x).shape == (1, 1, 20, 20)
+    assert gradcheck_parameters(stn, x, fast_mode=True)
 
 
 def test_any_size_input_gradcheck_in_full():
     torch.manual_seed(9)
     stn = SpatialTransformer(1, 40, out_size=(3, 4)).double()
-    perturb_regressor(stn, 0.2)
+    perturb(stn, 0.2, seed=None)
     x = torch.rand(1, 1, 8, 10, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(stn, (x,))
 

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_batched_equals_per_sample, gradcheck_parameters, perturb
 from torch import nn
-from torch.func import functional_call
 
 from stnlab import SpatialTransformer, SpatialTransformer3d, sample
 from stnlab import transforms as T
 
 FAMILIES_3D = T.names(dims=3)
-
-
-def perturb_regressor(stn: nn.Module, scale: float = 0.1) -> None:
-    """Move the regressor weights off zero so θ depends on the input."""
-    with torch.no_grad():
-        stn.regressor.weight.normal_(0, scale)
 
 
 @pytest.mark.parametrize("family", FAMILIES_3D)
@@ -33,7 +27,7 @@ def test_forward_shape_and_identity_start(family):
 def test_forward_is_sampling_at_the_predicted_grid(kernel):
     torch.manual_seed(1)
     stn = SpatialTransformer3d(1, 8, out_size=(4, 5, 6), kernel=kernel).double()
-    perturb_regressor(stn, 0.5)
+    perturb(stn, 0.5, seed=None)
     x = torch.rand(2, 1, 8, 8, 8, dtype=torch.float64)
     V = stn(x)
     assert V.shape == (2, 1, 4, 5, 6)
@@ -44,7 +38,7 @@ def test_forward_is_sampling_at_the_predicted_grid(kernel):
 @pytest.mark.parametrize("size", [(8, 8, 8), (6, 12, 10)])
 def test_default_localization_takes_any_size(size):
     stn = SpatialTransformer3d(1, 16, out_size=0.5)
-    perturb_regressor(stn)
+    perturb(stn, 0.1)
     V = stn(torch.rand(2, 1, *size))
     assert V.shape == (2, 1, *(s // 2 for s in size))
 
@@ -53,21 +47,14 @@ def test_gradcheck_end_to_end():
     torch.manual_seed(2)
     loc = nn.Sequential(nn.Flatten(), nn.Linear(27, 3), nn.Tanh())
     stn = SpatialTransformer3d(1, 3, out_size=(2, 2, 3), localization=loc).double()
-    perturb_regressor(stn, 0.2)
-    names = [name for name, _ in stn.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_() for p in stn.parameters())
-    x = torch.rand(1, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-
-    def forward(x, *params):
-        return functional_call(stn, dict(zip(names, params, strict=True)), (x,))
-
-    assert torch.autograd.gradcheck(forward, (x, *params))
+    perturb(stn, 0.2, seed=None)
+    assert gradcheck_parameters(stn, torch.rand(1, 1, 3, 3, 3, dtype=torch.float64))
 
 
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(3)
     stn = SpatialTransformer3d(2, 12, transform="projective")
-    perturb_regressor(stn)
+    perturb(stn, 0.1, seed=None)
     stn(torch.rand(2, 2, 12, 12, 12)).square().mean().backward()
     for name, p in stn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -76,10 +63,8 @@ def test_every_parameter_gets_a_gradient():
 def test_batched_equals_per_sample():
     torch.manual_seed(4)
     stn = SpatialTransformer3d(1, 8).double()
-    perturb_regressor(stn)
-    x = torch.rand(3, 1, 8, 8, 8, dtype=torch.float64)
-    single = torch.cat([stn(x[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(stn(x), single, rtol=0, atol=1e-12)
+    perturb(stn, 0.1, seed=None)
+    assert_batched_equals_per_sample(stn, torch.rand(3, 1, 8, 8, 8, dtype=torch.float64))
 
 
 def test_bad_input_and_arguments():

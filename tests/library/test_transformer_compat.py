@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import transformers_of
 
 from stnlab import SpatialTransformer, models
 
@@ -42,11 +43,6 @@ SAVED = {  # per model, each transformer's keys and shapes, in order
 }
 
 
-def transformers_of(model: torch.nn.Module) -> list[tuple[str, SpatialTransformer]]:
-    """(prefix, module) of every spatial transformer in ``model``, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, SpatialTransformer)]
-
-
 def literal_forward(st: SpatialTransformer, x: torch.Tensor) -> torch.Tensor:
     """The fixed-size affine layer as first written: regress θ, affine grid, grid_sample."""
     theta = st.regressor(st.localization(x).flatten(1))  # (N, 6)
@@ -57,9 +53,9 @@ def literal_forward(st: SpatialTransformer, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", sorted(SAVED))
 def test_transformer_keys_and_shapes_are_unchanged(name):
-    found = transformers_of(models.create(name))
+    found = transformers_of(models.create(name)).values()
     assert len(found) == len(SAVED[name])
-    for (_, st), saved in zip(found, SAVED[name], strict=True):
+    for st, saved in zip(found, SAVED[name], strict=True):
         assert {k: tuple(v.shape) for k, v in st.state_dict().items()} == saved
 
 
@@ -68,12 +64,12 @@ def test_old_weights_load_and_compute_as_before(name):
     torch.manual_seed(0)
     model = models.create(name)
     old = dict(model.state_dict())  # the classifier's part as the model has it now
-    for (prefix, _), saved in zip(transformers_of(model), SAVED[name], strict=True):
+    for prefix, saved in zip(transformers_of(model), SAVED[name], strict=True):
         old |= {f"{prefix}.{k}": 0.05 * torch.randn(shape) for k, shape in saved.items()}
     fresh = models.create(name)
     fresh.load_state_dict(old, strict=True)
     fresh.double().eval()
-    for prefix, st in transformers_of(fresh):
+    for prefix, st in transformers_of(fresh).items():
         assert not st.any_size  # a custom localization: the fixed-size path
         x = torch.rand(2, st.in_channels, *st.in_size, dtype=torch.float64)
         torch.testing.assert_close(st.regressor.weight.float(), old[f"{prefix}.regressor.weight"])

@@ -7,29 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import MATRIX_FAMILIES, assert_batched_equals_per_sample, perturbed_identity
 
 from stnlab import sample
 from stnlab import transforms as T
-
-# Every family, TPS at two control-grid sizes.
-FAMILIES = [(name, {}) for name in T.names() if name != "tps"] + [
-    ("tps", {"grid_size": 3}),
-    ("tps", {"grid_size": 4}),
-]
-FAMILY_IDS = [name + "".join(f"-{v}" for v in kw.values()) for name, kw in FAMILIES]
-MATRIX_FAMILIES = ["affine", "attention", "projective"]
-
-
-@pytest.fixture(params=FAMILIES, ids=FAMILY_IDS)
-def family(request) -> T.Transform:
-    name, kwargs = request.param
-    return T.get(name, **kwargs)
-
-
-def perturbed_identity(transform: T.Transform, n: int, scale: float = 0.05) -> torch.Tensor:
-    """Random float64 parameters near the identity, (N, num_params)."""
-    theta = transform.identity(n, dtype=torch.float64)
-    return theta + scale * torch.randn_like(theta)
 
 
 def centres(size) -> torch.Tensor:
@@ -306,9 +287,7 @@ def test_compose_matches_warping_twice():
 def test_batched_equals_per_sample(family):
     torch.manual_seed(11)
     theta = perturbed_identity(family, 3, 0.1)
-    batched = family.grid(theta, (4, 6))
-    single = torch.cat([family.grid(theta[i : i + 1], (4, 6)) for i in range(3)])
-    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
+    assert_batched_equals_per_sample(lambda p: family.grid(p, (4, 6)), theta)
 
 
 def test_parameters_not_modified(family):

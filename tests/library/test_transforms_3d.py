@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_batched_equals_per_sample, perturbed_identity
 
 from stnlab import sample
 from stnlab import transforms as T
@@ -14,13 +15,8 @@ FAMILIES_3D = ["affine", "attention", "projective"]
 
 @pytest.fixture(params=FAMILIES_3D)
 def family(request) -> T.Transform:
+    """Each 3D family in turn (in place of conftest's 2D ``family``)."""
     return T.get(request.param, dims=3)
-
-
-def perturbed_identity(transform: T.Transform, n: int, scale: float = 0.05) -> torch.Tensor:
-    """Random float64 parameters near the identity, (N, num_params)."""
-    theta = transform.identity(n, dtype=torch.float64)
-    return theta + scale * torch.randn_like(theta)
 
 
 def voxel_centres(d: int, h: int, w: int) -> torch.Tensor:
@@ -225,9 +221,7 @@ def test_compose_applies_update_first(family):
 def test_batched_equals_per_sample(family):
     torch.manual_seed(11)
     theta = perturbed_identity(family, 3, 0.1)
-    batched = family.grid(theta, (2, 3, 4))
-    single = torch.cat([family.grid(theta[i : i + 1], (2, 3, 4)) for i in range(3)])
-    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
+    assert_batched_equals_per_sample(lambda p: family.grid(p, (2, 3, 4)), theta)
 
 
 def test_parameters_not_modified(family):

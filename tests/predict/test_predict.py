@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL, perturb, saved_run
+from conftest import SMALL, fixed_theta, perturb, saved_run
 from PIL import Image
 
 from stnlab import cli, models
@@ -68,16 +68,10 @@ def test_show_draws_a_row_per_image(tmp_path, name):
     assert pixels.std() > 10  # not a blank canvas
 
 
-def _fixed_theta(model: models.Model, scale: float, degrees: float) -> models.Model:
-    """Every transformer predicts θ = scale · R(degrees) for every image (zero weights)."""
+def _turned(model: models.Model, scale: float, degrees: float) -> models.Model:
+    """Every transformer predicts θ = scale · R(degrees) for every image."""
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    for st in model.transformers:
-        with torch.no_grad():
-            st.regressor.weight.zero_()
-            st.regressor.bias.copy_(
-                torch.tensor([scale * c, -scale * s, 0, scale * s, scale * c, 0])
-            )
-    return model
+    return fixed_theta(model, [scale * c, -scale * s, 0, scale * s, scale * c, 0])
 
 
 def _captions(fig) -> list[str]:
@@ -85,10 +79,10 @@ def _captions(fig) -> list[str]:
 
 
 def test_show_writes_area_ratio_and_rotation_under_each_output():
-    model = _fixed_theta(models.create("stn", **SMALL), 0.5, 30)
+    model = _turned(models.create("stn", **SMALL), 0.5, 30)
     fig = picture(model, torch.rand(3, 1, 24, 24), ["a", "b", "c"])
     assert _captions(fig) == ["area 0.25, rotation +30°"] * 3  # 0.5² of the image, turned 30°
-    mstn = _fixed_theta(models.create("mstn", **SMALL), 0.8, -45)
+    mstn = _turned(models.create("mstn", **SMALL), 0.8, -45)
     assert _captions(picture(mstn, torch.rand(2, 1, 24, 24))) == ["area 0.64, rotation -45°"] * 4
     tps = models.create("stn", **SMALL, transform="tps")  # no rotation in a TPS: area only
     tps.transformers[0].reset_theta(0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,17 +13,29 @@ from stnlab.config import RunConfig, TrainConfig
 from stnlab.config.errors import ConfigError, RunFolderError
 from stnlab.runs.atomic import TEMPORARY
 from stnlab.runs.experiment_folder import ExperimentDir
+from stnlab.runs.records import EvalRecord, RunSummary, TrainRecord
 from stnlab.runs.run_folder import METRICS, Checkpoint, Predictions, RunDir
 
-TRAIN = {"event": "train", "epoch": 1, "loss": 2.3, "accuracy": 0.1, "lr": 1e-3, "seconds": 1.0}
-EVAL = {
-    "event": "eval",
-    "epoch": 1,
-    "split": "test",
-    "loss": 2.2,
-    "accuracy": 0.2,
-    "train_seconds": 1.0,
-}
+TRAIN = TrainRecord(epoch=1, loss=2.3, accuracy=0.1, lr=1e-3, seconds=1.0)
+EVAL = EvalRecord(epoch=1, split="test", accuracy=0.2, loss=2.2, train_seconds=1.0)
+SUMMARY = RunSummary(
+    model="cnn",
+    size="small",
+    transform="affine",
+    epochs=9,
+    seed=0,
+    valid_accuracy=0.5,
+    test_accuracy=0.5,
+    valid_loss=1.0,
+    test_loss=1.0,
+    train_seconds=1.0,
+    train_images_per_second=100.0,
+    parameters=1000,
+    batch_size=10,
+    device="cpu",
+    world_size=1,
+    test_per_class_accuracy=(0.5, None, 1.0),
+)
 
 
 @pytest.fixture
@@ -40,7 +53,32 @@ def test_records_round_trip_and_a_torn_last_line_is_dropped(run):
         f.write('{"event": "train", "ep')  # a crash in the middle of a write
     assert run.records() == [TRAIN, EVAL]
     assert run.evaluations() == {(1, "test"): EVAL}
-    run.append({"event": "theta", "epoch": 1, "mean": [1, 0]})  # other events pass through
+
+
+def test_an_event_of_a_newer_stnlab_is_skipped(run):
+    with open(run.file(METRICS), "a") as f:
+        f.write('{"event": "warmup", "epoch": 1, "anything": [1, 0]}\n')
+    run.append(replace(TRAIN, epoch=2))
+    assert run.records() == [TRAIN, EVAL, replace(TRAIN, epoch=2)]
+
+
+def test_summary_round_trip_and_damage(tmp_path):
+    folder = RunDir(tmp_path)
+    folder.write_summary(SUMMARY)
+    assert folder.summary() == SUMMARY
+    values = json.loads(folder.file("summary.json").read_text())
+    for key, value, problem in [
+        ("test_accuracy", None, "has a bad 'test_accuracy': None"),
+        ("epochs", 2.5, "has a bad 'epochs': 2.5"),
+        ("test_per_class_accuracy", "x", "has a bad 'test_per_class_accuracy'"),
+    ]:
+        folder.file("summary.json").write_text(json.dumps({**values, key: value}))
+        with pytest.raises(RunFolderError, match=rf"summary\.json {problem}.*resume the run"):
+            folder.summary()
+    del values["model"]
+    folder.file("summary.json").write_text(json.dumps(values))
+    with pytest.raises(RunFolderError, match=r"summary\.json has no 'model'"):
+        folder.summary()
 
 
 @pytest.mark.parametrize(
@@ -61,6 +99,16 @@ def test_records_round_trip_and_a_torn_last_line_is_dropped(run):
             '{"event": "train", "epoch": 1, "loss": "nan?", "accuracy": 1, "lr": 1, "seconds": 1}',
             "line 2 has a bad 'loss'",
         ),
+        ('{"event": "eval", "epoch": 1, "split": "test"}', "line 2 has no 'accuracy'"),
+        ('{"event": "theta", "epoch": 1, "area_ratio_median": 1}', "line 2 has no 'transformer'"),
+        (
+            '{"event": "theta", "epoch": 1, "transformer": "t", "collapse": "zoomed_out"}',
+            "line 2 has a bad 'collapse'",
+        ),
+        (
+            '{"event": "theta", "epoch": 1, "transformer": "t", "area_ratio_median": "big"}',
+            "line 2 has a bad 'area_ratio_median'",
+        ),
     ],
 )
 def test_a_bad_line_names_the_file_and_line(run, line, problem):
@@ -73,7 +121,7 @@ def test_a_bad_line_names_the_file_and_line(run, line, problem):
 
 def test_rewind_drops_the_lines_after_a_checkpoint(run):
     size = run.metrics_bytes()
-    run.append({**TRAIN, "epoch": 2})
+    run.append(replace(TRAIN, epoch=2))
     run.rewind_metrics(size)
     assert run.records() == [TRAIN, EVAL] and run.metrics_bytes() == size
     with pytest.raises(RunFolderError, match="shorter than the 1000 bytes"):
@@ -138,7 +186,7 @@ def test_predictions_round_trip_and_the_older_final_only_layout(tmp_path):
         confidence=np.ones(6),
         probabilities=np.ones((6, 3)),
     )
-    folder.write_summary({"epochs": 9, "train_seconds": 1.0, "test_accuracy": 0.5})
+    folder.write_summary(SUMMARY)  # its epochs: 9
     old = folder.predictions()
     assert old.epochs.tolist() == [9] and old.predictions.shape == (1, 6)
     np.savez(

@@ -17,6 +17,7 @@ from stnlab import models
 from stnlab.config import RunConfig
 from stnlab.data import load, make_dataset, save
 from stnlab.runs.atomic import TEMPORARY
+from stnlab.runs.records import TrainRecord
 from stnlab.runs.run_folder import RunDir
 from stnlab.train.loop import train
 
@@ -87,14 +88,14 @@ def test_two_processes_match_one(tmp_path, data_file):
 
     ddp = RunDir(out).summary()
     single = train(RunConfig.from_dict(RUN), load(data_file), progress=False)
-    assert ddp["world_size"] == 2 and single.summary["world_size"] == 1
+    assert ddp.world_size == 2 and single.summary.world_size == 1
     # The same global batches and averaged gradients: equal up to float summation order.
-    assert abs(ddp["test_accuracy"] - single.summary["test_accuracy"]) <= 0.02
-    assert ddp["test_loss"] == pytest.approx(single.summary["test_loss"], rel=1e-3)
+    assert abs(ddp.test_accuracy - single.summary.test_accuracy) <= 0.02
+    assert ddp.test_loss == pytest.approx(single.summary.test_loss, rel=1e-3)
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(w0[k], v, atol=1e-3, rtol=1e-3)
-    events = [r["event"] for r in RunDir(out).records()]
-    assert events.count("train") == 3  # rank 0 logs once
+    records = RunDir(out).records()
+    assert sum(isinstance(r, TrainRecord) for r in records) == 3  # rank 0 logs once
 
 
 def test_torchrun_cli(tmp_path, data_file):
@@ -117,5 +118,5 @@ def test_torchrun_cli(tmp_path, data_file):
         str(out),
     )
     summary = RunDir(out).summary()
-    assert summary["world_size"] == 2 and summary["epochs"] == 2
+    assert summary.world_size == 2 and summary.epochs == 2
     assert not list(out.glob(f".*{TEMPORARY}"))  # no atomic write left a temporary behind

@@ -8,8 +8,8 @@ import pytest
 
 from stnlab.cli import main
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
+from stnlab.runs.records import EvalRecord, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import RunDir
-from stnlab.train import monitor
 from stnlab.train.loop import train
 
 pytest.importorskip("tensorboard")
@@ -33,17 +33,15 @@ def test_event_files_hold_every_record_and_the_transformer_outputs(tiny_data, tm
     train(config, tiny_data, tmp_path, progress=False)
     acc = _events(tmp_path / "tensorboard")
     records = RunDir(tmp_path).records()
-    trains = [r for r in records if r["event"] == "train"]
-    assert _series(acc, "loss/train") == [(r["epoch"], pytest.approx(r["loss"])) for r in trains]
+    trains = [r for r in records if isinstance(r, TrainRecord)]
+    assert _series(acc, "loss/train") == [(r.epoch, pytest.approx(r.loss)) for r in trains]
     assert _series(acc, "lr") == [(1, pytest.approx(1e-3)), (2, pytest.approx(1e-3))]
-    tests = [r for r in records if r["event"] == "eval" and r["split"] == "test"]
-    assert _series(acc, "accuracy/test") == [
-        (r["epoch"], pytest.approx(r["accuracy"])) for r in tests
-    ]
-    for r in (r for r in records if r["event"] == monitor.EVENT):
+    tests = [r for r in records if isinstance(r, EvalRecord) and r.split == "test"]
+    assert _series(acc, "accuracy/test") == [(r.epoch, pytest.approx(r.accuracy)) for r in tests]
+    for r in (r for r in records if isinstance(r, ThetaRecord)):
         for key in ("area_ratio_median", "outside_fraction_p90", "rotation_deg_median"):
-            tag = f"theta {r['transformer']}/{key}"
-            assert (r["epoch"], pytest.approx(r[key])) in _series(acc, tag)
+            tag = f"theta {r.transformer}/{key}"
+            assert (r.epoch, pytest.approx(r.figures[key])) in _series(acc, tag)
     images = acc.Tags()["images"]
     assert sorted(images) == [
         "transformers/input",

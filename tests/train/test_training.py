@@ -13,6 +13,7 @@ from stnlab import models
 from stnlab.config import ModelConfig, RunConfig, TrainConfig
 from stnlab.config.errors import ConfigError, RunFolderError, TrainingDivergedError
 from stnlab.runs.atomic import atomic_write
+from stnlab.runs.records import EvalRecord, Record, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import Checkpoint, RunDir
 from stnlab.train import MixedPrecision, train
 from stnlab.train import loop as training
@@ -103,12 +104,12 @@ def test_training_minimises_the_smoothed_loss(tiny_data):
     with torch.no_grad():
         logits = init(tiny_data.x_train[idx])
     for eps in (0.0, 0.9):  # near-uniform logits at init: the losses differ by ~3e-4
-        seen: list[dict] = []
+        seen: list[Record] = []
         run = RunConfig(model, TrainConfig(epochs=1, lr=1e-12, label_smoothing=eps, threads=1))
         train(run, tiny_data, progress=False, on_record=[seen.append])
         want, other = (_smoothed_loss(logits, tiny_data.y_train[idx], e) for e in (eps, 0.9 - eps))
-        assert seen[0]["loss"] == pytest.approx(want.item(), rel=1e-6)
-        assert seen[0]["loss"] != pytest.approx(other.item(), rel=1e-5)
+        assert seen[0].loss == pytest.approx(want.item(), rel=1e-6)
+        assert seen[0].loss != pytest.approx(other.item(), rel=1e-5)
 
 
 def test_bad_data_for_the_config(tiny_data):
@@ -157,7 +158,7 @@ def test_evaluate_rejects_mismatched_inputs(tiny_data):
 
 def test_train_writes_a_complete_run_folder(tiny_data, tmp_path):
     out = RunDir(tmp_path / "run")
-    seen: list[dict] = []
+    seen: list[Record] = []
     res = train(
         run_config("stn", eval_at=(1,)),
         tiny_data,
@@ -166,39 +167,30 @@ def test_train_writes_a_complete_run_folder(tiny_data, tmp_path):
         on_record=[seen.append],
     )
     assert out.summary() == res.summary
-    need = {
-        "model",
-        "epochs",
-        "seed",
-        "valid_accuracy",
-        "test_accuracy",
-        "train_seconds",
-        "train_images_per_second",
-        "parameters",
-    }
-    assert need <= res.summary.keys()
-    assert res.summary["parameters"] == models.count_parameters(res.model)
-    assert res.summary["test_accuracy"] == res.evaluations[2]["test"].accuracy
+    assert (res.summary.model, res.summary.epochs, res.summary.world_size) == ("stn", 2, 1)
+    assert res.summary.parameters == models.count_parameters(res.model)
+    assert res.summary.test_accuracy == res.evaluations[2]["test"].accuracy
+    assert res.summary.train_images_per_second > 0
 
     saved = out.run_config()
     assert saved.model.decisive() == res.model.config.decisive() and saved.train.epochs == 2
     assert saved.train.device == "cpu" and saved.train.amp is False  # as the run resolved them
     records = out.records()
     assert records == seen  # one stream: the callbacks get exactly the metrics.jsonl lines
-    events = [(d["event"], d["epoch"], d.get("split")) for d in records]
+    events = [(type(r), r.epoch, getattr(r, "split", None)) for r in records]
     assert events == [
-        ("train", 1, None),
-        ("eval", 1, "valid"),
-        ("eval", 1, "test"),
-        ("theta", 1, None),
-        ("train", 2, None),
-        ("eval", 2, "valid"),
-        ("eval", 2, "test"),
-        ("theta", 2, None),
+        (TrainRecord, 1, None),
+        (EvalRecord, 1, "valid"),
+        (EvalRecord, 1, "test"),
+        (ThetaRecord, 1, None),
+        (TrainRecord, 2, None),
+        (EvalRecord, 2, "valid"),
+        (EvalRecord, 2, "test"),
+        (ThetaRecord, 2, None),
     ]
-    assert {"loss", "accuracy", "lr", "seconds"} <= records[0].keys()
-    evals = [r for r in records if r["event"] == "eval"]
-    assert evals[2]["train_seconds"] > evals[0]["train_seconds"] > 0
+    assert records[4].lr == 1e-3 and records[4].seconds > 0
+    evals = [r for r in records if isinstance(r, EvalRecord)]
+    assert evals[2].train_seconds > evals[0].train_seconds > 0
 
     p = out.predictions()  # every evaluated epoch's per-sample test predictions
     assert p.epochs.tolist() == [1, 2] and p.predictions.shape == (2, 100)
@@ -230,10 +222,10 @@ def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(tiny_data, model):
     # The same run in float32 and under bfloat16 autocast: close, not equal (8-bit mantissa).
     losses = {}
     for amp in (False, True):
-        seen: list[dict] = []
+        seen: list[Record] = []
         cfg = run_config(model, epochs=1, amp=amp)
         train(cfg, tiny_data, progress=False, on_record=[seen.append])
-        losses[amp] = seen[0]["loss"]
+        losses[amp] = seen[0].loss
     assert losses[True] != losses[False]
     assert losses[True] == pytest.approx(losses[False], rel=0.02)
 
@@ -259,7 +251,7 @@ def test_resume_is_exact_and_rejects_a_changed_config(tiny_data, tmp_path, monke
         train(run_config("stn", epochs=3), tiny_data, tmp_path / "cut", progress=False)
     monkeypatch.undo()
     cut = RunDir(tmp_path / "cut")
-    cut.append({"event": "train", "epoch": 3})  # a line of the epoch cut short...
+    cut.append(TrainRecord(3, 1.0, 0.5, 1e-3, 1.0))  # a line of the epoch cut short...
     with open(cut.file("metrics.jsonl"), "a") as f:
         f.write('{"event": "tr')  # ...and a torn one, as a crash leaves
     with pytest.raises(ConfigError, match=r"train\.lr: 0\.001 -> 0\.01"):
@@ -268,7 +260,7 @@ def test_resume_is_exact_and_rejects_a_changed_config(tiny_data, tmp_path, monke
 
     assert weights_equal(res.model.state_dict(), ref.model.state_dict())
     assert records_without_times(cut) == records_without_times(RunDir(tmp_path / "ref"))
-    assert res.summary["test_accuracy"] == ref.summary["test_accuracy"]
+    assert res.summary.test_accuracy == ref.summary.test_accuracy
     p, q = cut.predictions(), RunDir(tmp_path / "ref").predictions()
     assert np.array_equal(p.predictions, q.predictions) and p.epochs.tolist() == [3]
 
@@ -296,8 +288,8 @@ def test_resume_is_exact_when_a_checkpoint_was_skipped_by_time(tiny_data, tmp_pa
     sparse = run_config("stn", epochs=4, eval_at=(2,), checkpoint_every=3600)
     saved: list[int] = []
 
-    def die_in_epoch_4(record: dict) -> None:
-        if record["event"] == "train" and record["epoch"] == 4:
+    def die_in_epoch_4(record: Record) -> None:
+        if isinstance(record, TrainRecord) and record.epoch == 4:
             saved.append(RunDir(tmp_path / "cut").load_checkpoint().epoch)
             raise KeyboardInterrupt
 
@@ -305,7 +297,7 @@ def test_resume_is_exact_when_a_checkpoint_was_skipped_by_time(tiny_data, tmp_pa
         train(sparse, tiny_data, tmp_path / "cut", progress=False, on_record=[die_in_epoch_4])
     assert saved == [2]  # epochs 1 and 3 were not checkpointed
     cut = RunDir(tmp_path / "cut")
-    lines = [r["epoch"] for r in cut.records() if r["event"] == "train"]
+    lines = [r.epoch for r in cut.records() if isinstance(r, TrainRecord)]
     assert lines == [1, 2, 3, 4]  # written after the checkpoint: dropped by the resume
     res = train(sparse, tiny_data, cut.path, resume=True, progress=False)
     assert weights_equal(res.model.state_dict(), ref.model.state_dict())
@@ -313,7 +305,7 @@ def test_resume_is_exact_when_a_checkpoint_was_skipped_by_time(tiny_data, tmp_pa
     assert kept == [
         r for r in records_without_times(RunDir(tmp_path / "ref")) if r["event"] == "train"
     ]
-    assert res.summary["test_accuracy"] == ref.summary["test_accuracy"]
+    assert res.summary.test_accuracy == ref.summary.test_accuracy
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):

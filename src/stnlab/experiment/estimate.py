@@ -32,7 +32,7 @@ from stnlab.experiment.cluster import cluster_threads, open_client
 from stnlab.experiment.cluster.jobs import distributed
 from stnlab.experiment.placement import place
 from stnlab.experiment.runner import survey
-from stnlab.runs import ExperimentDir
+from stnlab.runs import ExperimentDir, TrainRecord
 from stnlab.train import evaluate, resolve_device, train
 
 __all__ = [
@@ -76,7 +76,7 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     seconds: list[float] = []
     threads = torch.get_num_threads()
     try:
-        timed = [lambda r: r["event"] == "train" and seconds.append(r["seconds"])]
+        timed = [lambda r: isinstance(r, TrainRecord) and seconds.append(r.seconds)]
         res = train(short, data, progress=False, on_record=timed)
         t0 = time.perf_counter()
         evaluate(res.model, x, y)

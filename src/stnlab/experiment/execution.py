@@ -2,7 +2,7 @@
 Dask cluster; each way reports the same events.
 
 Every way resumes each run from what its folder holds, feeds one :class:`Reporter`
-(the overall progress bar, moved by the runs' per-epoch ``train`` records; each run's
+(the overall progress bar, moved by the runs' per-epoch training records; each run's
 summary as it finishes; each failed run's error, once) and lets the other runs go on
 when one fails. Interrupting (Ctrl-C, or SIGTERM to this process: see stnlab.cli.app) stops
 them all and leaves resumable folders.
@@ -32,6 +32,8 @@ from stnlab.config import RunConfig
 from stnlab.config.errors import UserError
 from stnlab.data import load
 from stnlab.experiment import cluster
+from stnlab.runs import records
+from stnlab.runs.records import JSONRecord, Record, RunSummary, TrainRecord
 from stnlab.train import train
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "train_on_cluster",
 ]
 
-Summary = dict[str, Any]  # a run's summary.json
+Summary = RunSummary  # a run's summary.json
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,15 @@ class Reporter:
             dynamic_ncols=True,
         )
 
-    def record(self, name: str, record: dict[str, Any]) -> None:
-        """A run's record (metrics.jsonl's line): a ``train`` record moves the bar."""
-        if record.get("event") == "train" and record["epoch"] > self.epochs[name]:
-            self.epochs[name] = record["epoch"]
+    def record(self, name: str, record: Record) -> None:
+        """A run's record (metrics.jsonl's line): a training record moves the bar."""
+        if isinstance(record, TrainRecord) and record.epoch > self.epochs[name]:
+            self.epochs[name] = record.epoch
             self.bar.update(sum(self.epochs.values()) - self.bar.n)
+
+    def event(self, name: str, plain: JSONRecord) -> None:
+        """A run's record as a Dask event brings it (:func:`_plain`), parsed for :meth:`record`."""
+        self.record(name, records.parse(plain))
 
     def note(self, line: str) -> None:
         """Log a line under the bar."""
@@ -285,17 +291,10 @@ def _drain(records: Any, reporter: Reporter, wait: float = 0.2) -> None:
 # ----------------------------------------------------------------------------- a Dask cluster
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's plain scalar fields, as Dask's event log takes them (no numpy types)."""
-    out: dict[str, Any] = {}
-    for k, v in record.items():
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, int):
-            out[k] = int(v)
-        elif isinstance(v, float):
-            out[k] = float(v)
-    return out
+def _plain(record: Record) -> JSONRecord:
+    """The record as Dask's event log carries it: plain JSON data (Python numbers, strings
+    and lists), parsed back on the client by :meth:`Reporter.event`."""
+    return record.to_dict()
 
 
 def cluster_job(spec: dict[str, Any], ctx: Any) -> Summary:
@@ -356,7 +355,7 @@ def train_on_cluster(
             workdir=workdir,
             data=Path(data_path).read_bytes(),
             load=load_npz_bytes,
-            on_event=reporter.record,
+            on_event=reporter.event,
             on_done=settle,
             resources=resources,
             shared=shared,

@@ -205,7 +205,7 @@ def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -
                 execution.train_in_pool(tasks, data_path, where.devices, reporter)
     finally:
         reporter.close()
-    return reporter.failures
+    return sorted(reporter.failures, key=lambda f: f.name)  # not in completion order
 
 
 def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed=()) -> None:
@@ -226,12 +226,12 @@ def _plan_lines(config, jobs, skipped, where: Placement) -> list[str]:
     return lines
 
 
-def _log_done(job: Job, summary: dict[str, Any], folder: ExperimentDir, log) -> None:
+def _log_done(job: Job, summary: execution.Summary, folder: ExperimentDir, log) -> None:
     evs = folder.run(job.name).evaluations()
     accs = ", ".join(
-        f"{b}: {100 * evs[(b, 'test')]['accuracy']:.1f}%" for b in job.budgets if (b, "test") in evs
+        f"{b}: {100 * evs[(b, 'test')].accuracy:.1f}%" for b in job.budgets if (b, "test") in evs
     )
-    log(f"done {job.name} in {summary['train_seconds']:.0f} s; test accuracy after epochs {accs}")
+    log(f"done {job.name} in {summary.train_seconds:.0f} s; test accuracy after epochs {accs}")
 
 
 def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]):
@@ -256,9 +256,9 @@ def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, A
                         "model": job.model,
                         "epochs": b,
                         "seed": job.seed,
-                        "valid_accuracy": valid["accuracy"],
-                        "test_accuracy": test["accuracy"],
-                        "train_seconds": test["train_seconds"],
+                        "valid_accuracy": valid.accuracy,
+                        "test_accuracy": test.accuracy,
+                        "train_seconds": test.train_seconds,
                         "run": job.name,
                     }
                 )

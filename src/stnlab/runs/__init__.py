@@ -6,6 +6,18 @@ records of metrics.jsonl (:mod:`stnlab.runs.records`) and atomic writes
 """
 
 from stnlab.runs.experiment_folder import RESULT_COLUMNS, ExperimentDir
+from stnlab.runs.records import EvalRecord, Record, RunSummary, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import Checkpoint, Predictions, RunDir
 
-__all__ = ["RESULT_COLUMNS", "Checkpoint", "ExperimentDir", "Predictions", "RunDir"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "Checkpoint",
+    "EvalRecord",
+    "ExperimentDir",
+    "Predictions",
+    "Record",
+    "RunDir",
+    "RunSummary",
+    "ThetaRecord",
+    "TrainRecord",
+]

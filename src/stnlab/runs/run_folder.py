@@ -1,11 +1,12 @@
 """A training run's folder: every file name and format in it, written and read here only.
 
     config.json        the run's config (:class:`~stnlab.config.RunConfig`) and facts about it
-    metrics.jsonl      one JSON record per line (a training epoch, an evaluation), appended live
+    metrics.jsonl      one record per line (:mod:`stnlab.runs.records`), appended live
     checkpoint.pt      what a resume needs, replaced atomically as training goes
     final.safetensors  the final weights
     predictions.npz    per-sample test predictions at every evaluated epoch
-    summary.json       the run's final figures; written last, so it marks a finished run
+    summary.json       the run's final figures (a :class:`~stnlab.runs.records.RunSummary`);
+                       written last, so it marks a finished run
 
 Everything read is checked: a missing, truncated or garbled file raises
 :class:`~stnlab.config.errors.RunFolderError` naming the file, the problem and what to do. A
@@ -26,9 +27,11 @@ from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stnlab.config import SPLITS, ModelConfig, RunConfig
+from stnlab.config import ModelConfig, RunConfig
 from stnlab.config.errors import ConfigError, RunFolderError
+from stnlab.runs import records
 from stnlab.runs.atomic import atomic_write
+from stnlab.runs.records import EvalRecord, Record, RecordError, RunSummary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,12 +54,6 @@ WEIGHTS, PREDICTIONS, SUMMARY = "final.safetensors", "predictions.npz", "summary
 _AGAIN = "delete the run folder and train it again"
 _START_OVER = "delete it to start the run over"
 _REWRITE = "delete it and resume the run to write it again"
-
-# The fields each known record of metrics.jsonl must have; other events pass unchecked.
-_RECORDS = {
-    "train": ("epoch", "loss", "accuracy", "lr", "seconds"),
-    "eval": ("epoch", "split", "loss", "accuracy", "train_seconds"),
-}
 
 
 @dataclass
@@ -104,10 +101,6 @@ class Predictions:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 class RunDir:
@@ -191,16 +184,16 @@ class RunDir:
             return []
         return run.differences(self.run_config().to_dict())
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def write_summary(self, summary: RunSummary) -> None:
         """summary.json, the last file a run writes."""
-        self._write_json(SUMMARY, summary)
+        self._write_json(SUMMARY, summary.to_dict())
 
-    def summary(self) -> dict[str, Any]:
-        summary = self._read_json(SUMMARY, _REWRITE)
-        for key in ("epochs", "train_seconds", "test_accuracy"):
-            if not _is_number(summary.get(key)):
-                raise self.damaged(SUMMARY, f"has no number {key!r}", _REWRITE)
-        return summary
+    def summary(self) -> RunSummary:
+        """summary.json, checked."""
+        try:
+            return RunSummary.from_dict(self._read_json(SUMMARY, _REWRITE))
+        except RecordError as exc:
+            raise self.damaged(SUMMARY, str(exc), _REWRITE) from None
 
     # ------------------------------------------------------------------------- metrics.jsonl
 
@@ -209,39 +202,34 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.file(METRICS).write_bytes(b"")
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         """Append one record as a line of metrics.jsonl."""
         with open(self.file(METRICS), "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(records.to_line(record))
 
     def metrics_bytes(self) -> int:
         path = self.file(METRICS)
         return path.stat().st_size if path.exists() else 0
 
-    def records(self, upto: int | None = None) -> list[dict[str, Any]]:
+    def records(self, upto: int | None = None) -> list[Record]:
         """The records of metrics.jsonl (of its first ``upto`` bytes), checked.
 
-        A last line without its newline is a write cut short by a crash: it is dropped.
+        A last line without its newline is a write cut short by a crash: it is dropped. A
+        line of an event this version does not know (a newer stnlab's) is skipped.
         """
         path = self.file(METRICS)
         if not path.is_file():
             raise self.damaged(METRICS, "is missing")
         data = path.read_bytes()[:upto]
         lines = data.split(b"\n")[:-1]  # the piece after the last newline is torn (or empty)
-        return [self._record(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+        found = (self._record(i + 1, line) for i, line in enumerate(lines) if line.strip())
+        return [r for r in found if r is not None]
 
-    def _record(self, number: int, line: bytes) -> dict[str, Any]:
+    def _record(self, number: int, line: bytes) -> Record | None:
         try:
-            rec = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            rec = None
-        if not isinstance(rec, dict) or not isinstance(rec.get("event"), str):
-            raise self.damaged(METRICS, f"line {number} is not a JSON record with an 'event'")
-        for key in _RECORDS.get(rec["event"], ()):
-            ok = rec.get(key) in SPLITS if key == "split" else _is_number(rec.get(key))
-            if not ok or (key == "epoch" and not (isinstance(rec[key], int) and rec[key] >= 1)):
-                raise self.damaged(METRICS, f"line {number} has a bad {key!r}: {rec.get(key)!r}")
-        return rec
+            return records.from_line(line)
+        except RecordError as exc:
+            raise self.damaged(METRICS, f"line {number} {exc}") from None
 
     def check_metrics(self, size: int) -> None:
         """Check that metrics.jsonl starts with ``size`` bytes of whole records (the lines a
@@ -264,13 +252,9 @@ class RunDir:
             with open(self.file(METRICS), "r+b") as f:
                 f.truncate(size)
 
-    def evaluations(self) -> dict[tuple[int, str], dict[str, Any]]:
-        """The last ``eval`` record of each (epoch, split)."""
-        found = {}
-        for rec in self.records():
-            if rec["event"] == "eval":
-                found[(rec["epoch"], rec["split"])] = rec
-        return found
+    def evaluations(self) -> dict[tuple[int, str], EvalRecord]:
+        """The last evaluation record of each (epoch, split)."""
+        return {(r.epoch, r.split): r for r in self.records() if isinstance(r, EvalRecord)}
 
     # ------------------------------------------------------------------------- checkpoint.pt
 
@@ -365,7 +349,7 @@ class RunDir:
         except Exception as exc:  # the zip reader, a cut-off array: any damage at all
             raise self.damaged(PREDICTIONS, f"cannot be read ({_first_line(exc)})") from None
         if "epochs" not in arrays and "predictions" in arrays:  # older: the final epoch only
-            arrays["epochs"] = np.array([self.summary()["epochs"]])
+            arrays["epochs"] = np.array([self.summary().epochs])
             for key in ("predictions", "confidence"):
                 arrays[key] = arrays[key][None] if key in arrays else None
         missing = [k for k in ("labels", "epochs", "predictions", "confidence") if k not in arrays]

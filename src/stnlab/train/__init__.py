@@ -1,4 +1,5 @@
-"""Training one run: the loop, evaluation, the θ monitor, TensorBoard, devices and DDP.
+"""Training one run: the loop and its run state, evaluation, the θ monitor, TensorBoard,
+devices and DDP.
 
 Example:
     >>> from stnlab.train import train, evaluate, resolve_device  # doctest: +SKIP
@@ -6,6 +7,15 @@ Example:
 
 from stnlab.train.devices import MixedPrecision, resolve_device
 from stnlab.train.evaluation import Evaluation, evaluate
-from stnlab.train.loop import TrainResult, train
+from stnlab.train.loop import train
+from stnlab.train.state import RunState, TrainResult
 
-__all__ = ["Evaluation", "MixedPrecision", "TrainResult", "evaluate", "resolve_device", "train"]
+__all__ = [
+    "Evaluation",
+    "MixedPrecision",
+    "RunState",
+    "TrainResult",
+    "evaluate",
+    "resolve_device",
+    "train",
+]

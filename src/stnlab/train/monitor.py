@@ -1,22 +1,23 @@
 """Watching the transformers while a model trains: per-epoch θ records and collapse warnings.
 
 After every epoch :class:`ThetaProbe` measures each transformer of the model on a fixed
-batch of validation images (the first ``train.theta_images``) and makes one ``theta``
-record per transformer for metrics.jsonl: the :func:`stnlab.diagnostics.summarize` figures
-(median and 10–90% spread of the area ratio, out-of-image fraction, centre shift, distance
-from the identity and, for matrix families, scale, rotation and shear) and the names of the
-collapse conditions it meets (:func:`collapse`). :class:`CollapseWarnings`
-is a record consumer of :func:`stnlab.train.loop.train`: it prints each condition once per
-transformer, and a condition already in earlier records (a resumed run's) counts as warned.
+batch of validation images (the first ``train.theta_images``) and makes one
+:class:`~stnlab.runs.records.ThetaRecord` per transformer: the
+:func:`stnlab.diagnostics.summarize` figures (median and 10–90% spread of the area ratio,
+out-of-image fraction, centre shift, distance from the identity and, for matrix families,
+scale, rotation and shear) and the names of the collapse conditions it meets
+(:func:`collapse`). :class:`CollapseWarnings` is a record consumer of
+:func:`stnlab.train.loop.train`: it prints each condition once per transformer, and a
+condition already in earlier records (a resumed run's) counts as warned.
 
 Example:
     >>> import torch
     >>> from stnlab import models
     >>> model = models.create("stn", size="small")
     >>> probe = ThetaProbe.of(model, torch.rand(10, 1, 40, 40), 10)
-    >>> [(r["transformer"], round(r["area_ratio_median"], 2), r["collapse"])
+    >>> [(r.transformer, round(r.figures["area_ratio_median"], 2), r.collapse)
     ...  for r in probe.records(model, 1, 50)]  # an stn starts at a centred 0.7 zoom
-    [('transformers.0', 0.49, [])]
+    [('transformers.0', 0.49, ())]
 """
 
 from __future__ import annotations
@@ -24,17 +25,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from stnlab import diagnostics
+from stnlab.runs.records import Record, ThetaRecord
 
 __all__ = [
     "AREA_RATIO_MAX",
     "AREA_RATIO_MIN",
-    "EVENT",
     "FROZEN_DISTANCE_PX",
     "FROZEN_FROM_STEP",
     "OUTSIDE_MAX",
@@ -63,9 +63,6 @@ FROZEN_FROM_STEP = 150
 REMEDIES = (
     "try a lower --loc-lr, a restart from the identity init, normalised inputs, or padding='border'"
 )
-EVENT = "theta"  # the records' event in metrics.jsonl
-
-Record = dict[str, Any]
 
 
 def _text(name: str, what: str, figure: str, remedies: str = REMEDIES) -> str:
@@ -118,7 +115,9 @@ class ThetaProbe:
     design: str = "model"  # the model's name, for the warnings
 
     @classmethod
-    def of(cls, model: nn.Module, x_valid: Tensor, count: int, design: str = "model"):
+    def of(
+        cls, model: nn.Module, x_valid: Tensor, count: int, design: str = "model"
+    ) -> ThetaProbe | None:
         """A probe on the first ``count`` images of ``x_valid``, on the model's device;
         ``None`` when there is nothing to measure (no images, no transformer)."""
         if count == 0 or len(x_valid) == 0 or not diagnostics.find_transformers(model):
@@ -126,30 +125,29 @@ class ThetaProbe:
         device = next(model.parameters()).device
         return cls(x_valid[:count].to(device), design)
 
-    def records(self, model: nn.Module, epoch: int, step: int) -> list[Record]:
-        """One ``theta`` record per transformer after ``epoch`` (``step`` optimizer steps in
-        all): its summary and the collapse conditions met."""
+    def records(self, model: nn.Module, epoch: int, step: int) -> list[ThetaRecord]:
+        """One record per transformer after ``epoch`` (``step`` optimizer steps in all): its
+        summary and the collapse conditions met."""
         found = diagnostics.summarize_model(model, self.images)
         return [
-            {
-                "event": EVENT,
-                "epoch": epoch,
-                "step": step,
-                "transformer": name,
-                **summary,
-                "collapse": list(collapse(summary, label(self.design, name), step)),
-            }
+            ThetaRecord(
+                epoch=epoch,
+                transformer=name,
+                figures=summary,
+                collapse=tuple(collapse(summary, label(self.design, name), step)),
+                step=step,
+            )
             for name, summary in found.items()
         ]
 
 
-def collapsed(records: Iterable[Record], design: str) -> list[str]:
+def collapsed(records: Iterable[ThetaRecord], design: str) -> list[str]:
     """``stn transformers.0 (zoomed out)`` for each transformer of ``records`` that collapsed."""
     found = []
     for r in records:
-        if r["collapse"]:
-            conditions = ", ".join(c.replace("_", " ") for c in r["collapse"])
-            found.append(f"{label(design, r['transformer'])} ({conditions})")
+        if r.collapse:
+            conditions = ", ".join(c.replace("_", " ") for c in r.collapse)
+            found.append(f"{label(design, r.transformer)} ({conditions})")
     return found
 
 
@@ -166,21 +164,18 @@ class CollapseWarnings:
         design: str,
         earlier: Iterable[Record] = (),
         write: Callable[[str], None] = _stderr,
-    ):
+    ) -> None:
         self.design, self.write = design, write
         self.warned = {
-            (r["transformer"], c)
-            for r in earlier
-            if r.get("event") == EVENT
-            for c in r.get("collapse", ())
+            (r.transformer, c) for r in earlier if isinstance(r, ThetaRecord) for c in r.collapse
         }
 
     def __call__(self, record: Record) -> None:
-        if record.get("event") != EVENT:
+        if not isinstance(record, ThetaRecord):
             return
-        name, epoch = record["transformer"], record["epoch"]
-        texts = collapse(record, label(self.design, name), record.get("step"))
+        name = record.transformer
+        texts = collapse(record.figures, label(self.design, name), record.step)
         for condition, text in texts.items():
             if (name, condition) not in self.warned:
                 self.warned.add((name, condition))
-                self.write(f"warning: after epoch {epoch}, {text}")
+                self.write(f"warning: after epoch {record.epoch}, {text}")

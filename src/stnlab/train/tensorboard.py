@@ -16,15 +16,13 @@ Example:
 
 from __future__ import annotations
 
-from numbers import Real
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from stnlab.config.errors import ConfigError, UserError
-from stnlab.train.monitor import EVENT
+from stnlab.runs.records import EvalRecord, Record, ThetaRecord, TrainRecord
 
 __all__ = ["AUTO", "IMAGES", "IMAGES_EVERY", "TensorBoardWriter", "log_dir"]
 
@@ -76,7 +74,7 @@ class TensorBoardWriter:
         images: Tensor | None = None,
         epochs: int = 0,
         start: int = 0,
-    ):
+    ) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -87,30 +85,28 @@ class TensorBoardWriter:
         device = next(model.parameters()).device if shows else None
         self.images = images[:IMAGES].to(device) if shows else None
 
-    def __call__(self, record: dict[str, Any]) -> None:
-        event, epoch = record["event"], record["epoch"]
-        if event == "train":
+    def __call__(self, record: Record) -> None:
+        epoch = record.epoch
+        if isinstance(record, TrainRecord):
             self._scalars(
                 {
-                    "loss/train": record["loss"],
-                    "accuracy/train": record["accuracy"],
-                    "lr": record["lr"],
-                    "time/epoch_seconds": record["seconds"],
+                    "loss/train": record.loss,
+                    "accuracy/train": record.accuracy,
+                    "lr": record.lr,
+                    "time/epoch_seconds": record.seconds,
                 },
                 epoch,
             )
             if self.images is not None and self._shows(epoch):
                 self._outputs(epoch)
-        elif event == "eval":
-            split = record["split"]
+        elif isinstance(record, EvalRecord):
+            split = record.split
             self._scalars(
-                {f"loss/{split}": record["loss"], f"accuracy/{split}": record["accuracy"]}, epoch
+                {f"loss/{split}": record.loss, f"accuracy/{split}": record.accuracy}, epoch
             )
-        elif event == EVENT:
-            prefix = f"theta {record['transformer']}/"
-            skip = ("epoch", "step")  # the x axis, not a figure
-            figures = {k: v for k, v in record.items() if isinstance(v, Real) and k not in skip}
-            self._scalars({prefix + k: v for k, v in figures.items()}, epoch)
+        elif isinstance(record, ThetaRecord):
+            prefix = f"theta {record.transformer}/"
+            self._scalars({prefix + k: v for k, v in record.figures.items()}, epoch)
         self.writer.flush()  # watched live: every epoch on disk at once
 
     def _shows(self, epoch: int) -> bool:

@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     s = res.summary
     if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:
         print(
-            f"{s['model']} ({s['size']}, {s['parameters']:,} parameters), {s['epochs']} epochs, "
-            f"seed {s['seed']}: valid {s['valid_accuracy']:.2%}, test {s['test_accuracy']:.2%}, "
-            f"{s['train_seconds']:.1f} s training ({s['train_images_per_second']:.0f} images/s) "
+            f"{s.model} ({s.size}, {s.parameters:,} parameters), {s.epochs} epochs, "
+            f"seed {s.seed}: valid {s.valid_accuracy:.2%}, test {s.test_accuracy:.2%}, "
+            f"{s.train_seconds:.1f} s training ({s.train_images_per_second:.0f} images/s) "
             f"-> {out}"
         )
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from stnlab.config.errors import UserError
 from stnlab.runs.atomic import atomic_write
+from stnlab.runs.records import JSONRecord
 
 __all__ = [
     "INSTALL_HINT",
@@ -28,7 +29,9 @@ __all__ = [
 INSTALL_HINT = "pip install 'stnlab[cluster]'"
 TOKEN_PREFIX = ".stnlab-cluster-"  # the token file in the experiment folder, removed at the end
 
-Record = dict[str, Any]  # one per-epoch record (msgpack-able: what metrics.jsonl holds)
+# What a job sends with ctx.emit: plain (msgpack-able) data, such as a run's record as JSON
+# (stnlab.runs.records: a record's to_dict(), parsed back with parse()).
+Record = JSONRecord
 
 
 class ClusterError(UserError, ValueError):
