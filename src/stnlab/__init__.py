@@ -15,7 +15,7 @@ voxel l's centre along the depth sits at ``(2 * l + 1) / D - 1``, as ``grid_samp
 5-D input; θ maps (x_t, y_t, z_t, 1)ᵀ to the source point.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The public names are imported on first use, so `import stnlab` (and `stnlab --help`)
 # does not pay for importing torch.

@@ -35,3 +35,26 @@ def test_failed_runs_are_named_in_order_whatever_order_they_failed_in(
     assert "2 runs failed (stn-s0, stn-s1)" in captured.err
     summary = ExperimentDir(out).summary_file().read_text()
     assert summary.index("Run stn-s0 failed") < summary.index("Run stn-s1 failed")
+
+
+def test_an_experiment_whose_every_run_failed_before_training_says_so(
+    tmp_path, data_file, monkeypatch, capsys
+):
+    config = tmp_path / "none.toml"
+    config.write_text(
+        'name = "none"\nmodels = ["cnn"]\nseeds = [0, 1]\nbudgets = [1]\n'
+        f'[data]\npath = "{data_file}"\n[model]\nsize = "small"\n[train]\nbatch_size = 100\n'
+    )
+
+    def every_run_lost(tasks, data_path, reporter, progress):
+        for t in tasks:  # no folder, no metrics.jsonl: as a job the cluster dropped
+            reporter.failed(t.name, RuntimeError("worker lost"))
+
+    monkeypatch.setattr(execution, "train_here", every_run_lost)
+    out = tmp_path / "out"
+    assert cli.main(["experiment", "--config", str(config), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "2 runs failed (cnn-s0, cnn-s1)" in err and "Traceback (most recent" not in err
+    summary = ExperimentDir(out).summary_file().read_text()
+    assert "No run has finished yet." in summary and "Run cnn-s1 failed" in summary
+    assert ExperimentDir(out).results() == []

@@ -63,7 +63,7 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
+def ddp_data_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ddp") / "d.npz"
     save(make_dataset(sizes=(800, 200, 200), seed=2), path)
     return path
@@ -76,18 +76,18 @@ def _rank_weights(out: Path, rank: int) -> dict:
     return model.state_dict()
 
 
-def test_two_processes_match_one(tmp_path, data_file):
+def test_two_processes_match_one(tmp_path, ddp_data_file):
     out = tmp_path / "ddp"
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    torchrun(str(script), str(data_file), str(out), json.dumps(RUN))
+    torchrun(str(script), str(ddp_data_file), str(out), json.dumps(RUN))
 
     w0, w1 = (_rank_weights(out, r) for r in (0, 1))
     assert weights_equal(w0, w1), "ranks ended with different weights"
     assert weights_equal(w0, models.load(out).state_dict())
 
     ddp = RunDir(out).summary()
-    single = train(RunConfig.from_dict(RUN), load(data_file), progress=False)
+    single = train(RunConfig.from_dict(RUN), load(ddp_data_file), progress=False)
     assert ddp.world_size == 2 and single.summary.world_size == 1
     # The same global batches and averaged gradients: equal up to float summation order.
     assert abs(ddp.test_accuracy - single.summary.test_accuracy) <= 0.02
@@ -98,14 +98,14 @@ def test_two_processes_match_one(tmp_path, data_file):
     assert sum(isinstance(r, TrainRecord) for r in records) == 3  # rank 0 logs once
 
 
-def test_torchrun_cli(tmp_path, data_file):
+def test_torchrun_cli(tmp_path, ddp_data_file):
     out = tmp_path / "run"
     torchrun(
         "-m",
         "stnlab",
         "train",
         "--data",
-        str(data_file),
+        str(ddp_data_file),
         "--model",
         "cnn",
         "--size",

@@ -244,10 +244,14 @@ def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, 
 
 
 def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, Any]]:
-    """One row per model × budget × seed, read from each run's metrics.jsonl."""
+    """One row per model × budget × seed, read from each run's metrics.jsonl; a run that
+    never started (it failed first, say) has no file and no rows."""
     rows = []
     for job in jobs:
-        evs = folder.run(job.name).evaluations()
+        run = folder.run(job.name)
+        if not run.file(METRICS).exists():
+            continue
+        evs = run.evaluations()
         for b in job.budgets:
             valid, test = evs.get((b, "valid")), evs.get((b, "test"))
             if valid is not None and test is not None:

@@ -133,7 +133,10 @@ def summary_markdown(
     notes: Sequence[str] = (),
     comparisons: Comparisons | None = None,
 ) -> str:
-    """summary.md: test accuracy per model and budget, the ranking, the differences' intervals."""
+    """summary.md: test accuracy per model and budget, the ranking, the differences' intervals
+    (or, before any run has finished, a line that says so)."""
+    if not rows:
+        return "\n".join([f"# {title}", "", *notes, "", "No run has finished yet."]) + "\n"
     header, body, bold = summary_table(rows)
     names = header[1:-1]
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
