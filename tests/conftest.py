@@ -14,6 +14,7 @@ from stnlab import SpatialTransformer, SpatialTransformer3d, cli, models, sample
 from stnlab import transforms as T
 from stnlab.config import RunConfig
 from stnlab.data import make_dataset, save
+from stnlab.runs.records import RunSummary
 from stnlab.runs.run_folder import RunDir
 
 SMALL = {"size": "small", "in_size": 24}  # keeps every model's forward pass fast
@@ -172,6 +173,29 @@ def assert_batched_equals_per_sample(f, x: torch.Tensor, atol: float = 1e-12) ->
     """``f`` of a batch equals ``f`` of each of its samples alone, concatenated."""
     single = torch.cat([f(x[i : i + 1]) for i in range(len(x))])
     torch.testing.assert_close(f(x), single, rtol=0, atol=atol)
+
+
+def a_summary(**fields: object) -> RunSummary:
+    """A run summary of made-up figures (a finished 9-epoch cnn), with ``fields`` replaced."""
+    made_up = dict(
+        model="cnn",
+        size="small",
+        transform="affine",
+        epochs=9,
+        seed=0,
+        valid_accuracy=0.5,
+        test_accuracy=0.5,
+        valid_loss=1.0,
+        test_loss=1.0,
+        train_seconds=1.0,
+        train_images_per_second=100.0,
+        parameters=1000,
+        batch_size=10,
+        device="cpu",
+        world_size=1,
+        test_per_class_accuracy=None,
+    )
+    return RunSummary(**{**made_up, **fields})
 
 
 def saved_run(folder: Path, model: models.Model) -> Path:

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import a_summary
 
 from stnlab import models
 from stnlab.cli import main
@@ -57,23 +58,13 @@ def _fake_run(folder: ExperimentDir, name, model, seed, data, rng, size="small",
 
 
 def _summary(model: str, size: str, seed: int, parameters: int) -> RunSummary:
-    return RunSummary(
+    return a_summary(
         model=model,
         size=size,
-        transform="affine",
         epochs=EPOCHS[-1],
         seed=seed,
-        valid_accuracy=0.5,
-        test_accuracy=0.5,
-        valid_loss=1.0,
-        test_loss=1.0,
         train_seconds=3.0,
-        train_images_per_second=100.0,
         parameters=parameters,
-        batch_size=10,
-        device="cpu",
-        world_size=1,
-        test_per_class_accuracy=None,
     )
 
 

@@ -8,34 +8,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import a_summary
 
 from stnlab.config import RunConfig, TrainConfig
 from stnlab.config.errors import ConfigError, RunFolderError
 from stnlab.runs.atomic import TEMPORARY
 from stnlab.runs.experiment_folder import ExperimentDir
-from stnlab.runs.records import EvalRecord, RunSummary, TrainRecord
+from stnlab.runs.records import EvalRecord, TrainRecord
 from stnlab.runs.run_folder import METRICS, Checkpoint, Predictions, RunDir
 
 TRAIN = TrainRecord(epoch=1, loss=2.3, accuracy=0.1, lr=1e-3, seconds=1.0)
 EVAL = EvalRecord(epoch=1, split="test", accuracy=0.2, loss=2.2, train_seconds=1.0)
-SUMMARY = RunSummary(
-    model="cnn",
-    size="small",
-    transform="affine",
-    epochs=9,
-    seed=0,
-    valid_accuracy=0.5,
-    test_accuracy=0.5,
-    valid_loss=1.0,
-    test_loss=1.0,
-    train_seconds=1.0,
-    train_images_per_second=100.0,
-    parameters=1000,
-    batch_size=10,
-    device="cpu",
-    world_size=1,
-    test_per_class_accuracy=(0.5, None, 1.0),
-)
+SUMMARY = a_summary(test_per_class_accuracy=(0.5, None, 1.0))
 
 
 @pytest.fixture
