@@ -53,11 +53,22 @@ def test_models_command_lists_every_model_with_equal_classifiers(capsys):
     from stnlab import models
 
     assert cli.main(["models", "--size", "tf-example"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    table = capsys.readouterr().out.split("\n\n")[0]
+    rows = [line.split() for line in table.splitlines()[1:]]
     assert sorted(r[0] for r in rows) == sorted(models.names())
     assert len({r[3] for r in rows}) == 1  # the classifier is the same size in every design
     totals = {r[0]: int(r[2].replace(",", "")) for r in rows}
     assert totals["cnn"] == models.count_parameters(models.create("cnn", size="tf-example"))
+
+
+def test_models_command_lists_the_transform_families_with_their_theta(capsys):
+    from stnlab import transforms
+
+    assert cli.main(["models", "--size", "small"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    for name in transforms.names(dims=2):
+        assert f"{name} ({transforms.get(name, dims=2).num_params})" in last
+    assert "affine (6)" in last  # A_θ: a 2×3 matrix
 
 
 def test_models_command_rejects_an_unknown_size(fails_with):
