@@ -38,7 +38,7 @@ format: venv
 # The tests run in a random order: pytest-randomly prints the seed it chose, and
 # `make test PYTEST_ARGS=--randomly-seed=N` replays that order.
 test: lint docs
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/stnlab experiment --preset demo --out $(DEMO_OUT)

@@ -134,43 +134,70 @@ def run_experiment(
     t0 = time.perf_counter()
     config = _override(config, workers, device)
     folder, jobs = ExperimentDir(out), plan(config)
-    done = survey(config, out)
+    done = survey(config, out)  # epochs trained by each unfinished run; every file checked
     todo = [job for job in jobs if job.name in done]
+    session = _start(config, folder, jobs, done, progress, log)
+    tasks = [_task(session, job, done[job.name]) for job in todo]
+    failed = _train_tasks(session, tasks, {job.name: job for job in todo})
+    rows = collect_rows(folder, jobs)
+    _write_outcome(config, folder, rows, failed)
+    lost = {f.name for f in failed}
+    return ExperimentResult(
+        out=folder.path,
+        jobs=jobs,
+        trained=[job.name for job in todo if job.name not in lost],
+        skipped=[job.name for job in jobs if job.name not in done],
+        rows=rows,
+        reuse=reuses_budgets(config),
+        seconds=time.perf_counter() - t0,
+        failed=failed,
+    )
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What the steps of one :func:`run_experiment` call share once its folder is ready."""
+
+    config: ExperimentConfig
+    folder: ExperimentDir
+    where: Placement
+    data_path: Path
+    progress: bool
+    log: Callable[[str], None]
+
+
+def _start(
+    config: ExperimentConfig,
+    folder: ExperimentDir,
+    jobs: Sequence[Job],
+    done: dict[str, int],
+    progress: bool,
+    log: Callable[[str], None],
+) -> _Session:
+    """Place the runs, make the data and experiment.json, and say what will happen: the
+    first writes, after every check has passed."""
     if config.cluster is not None:
         distributed()  # no Dask: one line, before anything is written
-    where = place(config, len(todo))
+    where = place(config, len(done))
     folder.path.mkdir(parents=True, exist_ok=True)
     data_path = prepare_data(config, folder.path, log)
     folder.write_record(config.to_dict(), reuses_budgets(config), data_path)
     skipped = [job.name for job in jobs if job.name not in done]
     for line in _plan_lines(config, jobs, skipped, where):
         log(line)
-    tasks = [
-        Task(
-            j.name,
-            run_config(config, j, where.device, where.threads),
-            folder.run(j.name).path.resolve(),
-            done[j.name],
-        )
-        for j in todo
-    ]
-    failed = _train_tasks(config, folder, todo, tasks, where, data_path, progress, log)
-    rows = collect_rows(folder, jobs)
-    _write_outcome(config, folder, rows, failed)
-    trained = [job.name for job in todo if job.name not in {f.name for f in failed}]
-    return ExperimentResult(
-        folder.path,
-        jobs,
-        trained,
-        skipped,
-        rows,
-        reuses_budgets(config),
-        time.perf_counter() - t0,
-        failed,
-    )
+    return _Session(config, folder, where, data_path, progress, log)
 
 
-def _override(config: ExperimentConfig, workers: int | None, device: str | None):
+def _task(session: _Session, job: Job, done: int) -> Task:
+    """The task that trains (or resumes, after ``done`` epochs) ``job`` where it is placed."""
+    where = session.where
+    run = run_config(session.config, job, where.device, where.threads)
+    return Task(job.name, run, session.folder.run(job.name).path.resolve(), done)
+
+
+def _override(
+    config: ExperimentConfig, workers: int | None, device: str | None
+) -> ExperimentConfig:
     """``config`` with the caller's workers and device, checked as the config's own fields."""
     if workers is not None:
         config = replace(config, workers=workers)
@@ -179,36 +206,41 @@ def _override(config: ExperimentConfig, workers: int | None, device: str | None)
     return config
 
 
-def _train_tasks(config, folder, todo, tasks, where, data_path, progress, log) -> list[Failure]:
-    """Train the tasks where ``where`` says; returns the runs that failed."""
-    by_name = {job.name: job for job in todo}
-    several = where.cluster is not None or len(where.devices) > 1
+def _train_tasks(s: _Session, tasks: list[Task], jobs: dict[str, Job]) -> list[Failure]:
+    """Train the tasks where the session places them; returns the runs that failed, by name."""
+    several = s.where.cluster is not None or len(s.where.devices) > 1
     reporter = Reporter(
         tasks,
-        lambda name, summary: _log_done(by_name[name], summary, folder, log),
-        log,
-        bar=progress and several and bool(tasks),
+        lambda name, summary: _log_done(jobs[name], summary, s.folder, s.log),
+        s.log,
+        bar=s.progress and several and bool(tasks),
     )
     try:
         if not tasks:
             pass
         elif not several:
-            execution.train_here(tasks, data_path, reporter, progress)
+            execution.train_here(tasks, s.data_path, reporter, s.progress)
+        elif s.where.cluster is not None:
+            shared = {"auto": None, "yes": True, "no": False}[s.config.shared_fs]
+            workdir = s.folder.path.resolve()
+            ordered = _longest_first(s.config, tasks, jobs)
+            execution.train_on_cluster(
+                ordered, s.data_path, s.where.cluster, shared, workdir, reporter
+            )
         else:
-            tasks = _longest_first(config, tasks, by_name)
-            if where.cluster is not None:
-                shared = {"auto": None, "yes": True, "no": False}[config.shared_fs]
-                execution.train_on_cluster(
-                    tasks, data_path, where.cluster, shared, folder.path.resolve(), reporter
-                )
-            else:
-                execution.train_in_pool(tasks, data_path, where.devices, reporter)
+            ordered = _longest_first(s.config, tasks, jobs)
+            execution.train_in_pool(ordered, s.data_path, s.where.devices, reporter)
     finally:
         reporter.close()
     return sorted(reporter.failures, key=lambda f: f.name)  # not in completion order
 
 
-def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed=()) -> None:
+def _write_outcome(
+    config: ExperimentConfig,
+    folder: ExperimentDir,
+    rows: list[dict[str, Any]],
+    failed: Sequence[Failure] = (),
+) -> None:
     """results.csv and summary.md (which names the runs that failed)."""
     folder.write_results(rows)
     notes = [f"Data: {describe(config.data)}.", path_taken(config) + "."]
@@ -218,7 +250,10 @@ def _write_outcome(config: ExperimentConfig, folder: ExperimentDir, rows, failed
     folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
 
 
-def _plan_lines(config, jobs, skipped, where: Placement) -> list[str]:
+def _plan_lines(
+    config: ExperimentConfig, jobs: Sequence[Job], skipped: list[str], where: Placement
+) -> list[str]:
+    """What the experiment will do: its runs, the finished ones skipped, where the rest train."""
     lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
     if skipped:
         lines.append(f"resuming: {len(skipped)} finished runs skipped ({', '.join(skipped)})")
@@ -226,7 +261,10 @@ def _plan_lines(config, jobs, skipped, where: Placement) -> list[str]:
     return lines
 
 
-def _log_done(job: Job, summary: execution.Summary, folder: ExperimentDir, log) -> None:
+def _log_done(
+    job: Job, summary: execution.Summary, folder: ExperimentDir, log: Callable[[str], None]
+) -> None:
+    """One line for a finished run: its training time and test accuracy at each budget."""
     evs = folder.run(job.name).evaluations()
     accs = ", ".join(
         f"{b}: {100 * evs[(b, 'test')].accuracy:.1f}%" for b in job.budgets if (b, "test") in evs
@@ -234,7 +272,7 @@ def _log_done(job: Job, summary: execution.Summary, folder: ExperimentDir, log) 
     log(f"done {job.name} in {summary.train_seconds:.0f} s; test accuracy after epochs {accs}")
 
 
-def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]):
+def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, Job]) -> list[Task]:
     """The tasks ordered by a cost guess (epochs × parameters), so workers end together."""
     size = {
         m: models.count_parameters(models.create(replace(config.model, name=m)))
