@@ -9,13 +9,15 @@ DEMO_OUT ?= runs/demo
 
 venv: $(STAMP)
 
-# PyTorch first, the build chosen for this machine (tools/install-torch.sh says how),
-# so that installing the package finds torch already satisfied.
+# PyTorch and torchvision first, the builds chosen for this machine (tools/install-torch.sh
+# says how), so that installing the package finds them satisfied; torch is pinned to the one
+# installed, so that no extra's requirement replaces it.
 $(STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	bash tools/install-torch.sh $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' \
+	  "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
 	touch $(STAMP)
 
 # Style, then the architecture: the layers contract in pyproject.toml ([tool.importlinter]).

@@ -5,12 +5,14 @@ cross-entropy, backward, Adam) for each model × size preset and prints a table.
 "plain" column is a textbook eager loop (default Adam, NCHW, a ``.item()`` each step)
 for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled" adds
 ``torch.compile`` (its compile time is reported apart, not counted in the rate); "amp" is
-the eager step under bfloat16 autocast (``stnlab train --amp``; off by default, as it is
-slower for these models on CPUs and GPUs alike).
+the eager step under bfloat16 autocast (``stnlab train --amp``); "auto" is the eager step
+in the precision that ``train.amp = "auto"``, the default, chooses on this machine
+(bfloat16 on CPUs with AMX, else float32; the script prints which).
 
-    python benchmarks/bench_train.py                    # everything, 2 threads
+    python benchmarks/bench_train.py                    # plain, eager, auto, compiled; 2 threads
     python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
-    python benchmarks/bench_train.py --device cuda --modes plain eager amp --steps 50
+    python benchmarks/bench_train.py --modes eager amp auto --threads 1 --clock cpu
+    python benchmarks/bench_train.py --device cuda --modes plain eager amp auto --steps 50
 
 Figures on a shared machine are noisy: compare columns of one run, not runs; with
 ``--threads 1 --clock cpu`` the rate counts this process's CPU time only.
@@ -26,10 +28,17 @@ import torch.nn.functional as F
 
 from stnlab import models
 from stnlab.config import TrainConfig
+from stnlab.train.devices import MixedPrecision
 from stnlab.train.loop import _optimizer
 
-MODES = ("plain", "eager", "amp", "compiled")
-DEFAULT_MODES = ("plain", "eager", "compiled")  # amp: ask for it (very slow on most CPUs)
+MODES = ("plain", "eager", "amp", "auto", "compiled")
+DEFAULT_MODES = ("plain", "eager", "auto", "compiled")  # amp: ask (very slow without AMX)
+
+
+def precision_of(mode: str, device: torch.device) -> MixedPrecision:
+    """The autocast of a mode: ``amp`` forced on, ``auto`` as stnlab chooses, else off."""
+    amp = {"amp": True, "auto": "auto"}.get(mode, False)
+    return MixedPrecision.of(TrainConfig(amp=amp), device)
 
 
 def make_step(model, mode: str, x, y, batch: int):
@@ -43,7 +52,8 @@ def make_step(model, mode: str, x, y, batch: int):
         x = x.contiguous(memory_format=torch.channels_last)
         net = torch.compile(model) if mode == "compiled" else model
     g = torch.Generator(x.device).manual_seed(0)
-    amp = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mode == "amp")
+    p = precision_of(mode, x.device)
+    amp = torch.autocast(x.device.type, dtype=p.dtype, enabled=p.enabled)
 
     def step():
         idx = torch.randint(len(x), (batch,), generator=g, device=x.device)
@@ -109,6 +119,9 @@ def main() -> None:
         f"batch {args.batch}, "
         f"images per {args.clock} second"
     )
+    if "auto" in args.modes:
+        auto = precision_of("auto", torch.device(args.device))
+        print(f"auto trains in {auto.name} here ({auto.why})")
     head = f"{'model':<6}{'size':<12}{'params':>10}"
     head += "".join(f"{m + ' img/s':>16}" for m in args.modes)
     head += f"{'compile s':>11}" if "compiled" in args.modes else ""

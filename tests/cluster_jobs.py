@@ -55,6 +55,12 @@ def toy_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         _log(spec["log"], "end", ctx.name, int(ckpt.read_text()) if ckpt.exists() else 0)
 
 
+def toy_peek(run_dir: Path) -> int:
+    """A ``peek`` for run_jobs: the epochs the toy's checkpoint holds (0 without one)."""
+    ckpt = run_dir / "checkpoint.txt"
+    return int(ckpt.read_text()) if ckpt.exists() else 0
+
+
 def _log(path: str, what: str, name: str, epoch: int) -> None:
     with open(path, "a") as f:
         f.write(f"{what} {name} {os.getpid()} {epoch}\n")

@@ -31,6 +31,15 @@ def same_torch_state():
     torch.set_num_threads(THREADS)
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_amx(monkeypatch):
+    """Each test trains as on a CPU without AMX (``train.amp = "auto"``: float32) wherever
+    it runs, so that float32 references hold; tests of the choice fake AMX themselves."""
+    from stnlab.train import devices
+
+    monkeypatch.setattr(devices, "cpu_has_amx", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_data():
     """400/100/100 canvases of the default 40x40 set."""

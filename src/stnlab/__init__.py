@@ -27,6 +27,7 @@ _EXPORTS = {
     "sample_reference": "stnlab.sampling",
     "sampling": None,
     "transforms": None,
+    "with_transformer": "stnlab.backbones",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "sample_reference",
     "sampling",
     "transforms",
+    "with_transformer",
 ]
 
 

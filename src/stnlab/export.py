@@ -23,7 +23,9 @@ def check_opset(opset: int) -> None:
 def _dummy(model: nn.Module, batch_size: int = 2) -> Tensor:
     """A random input of the model's shape, (batch_size, C, H, W)."""
     h, w = model.in_size
-    return torch.rand(batch_size, model.config.in_channels, h, w)
+    # A model of stnlab.models has its config; one of stnlab.with_transformer, its channels.
+    channels = getattr(model, "in_channels", None) or model.config.in_channels
+    return torch.rand(batch_size, channels, h, w)
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = ONNX_OPSET) -> Path:

@@ -9,6 +9,13 @@ classifier part has the same size in every design of a given size preset:
     mstn   image ─ STN ─ block 1 ─ STN ────────── blocks 2.. ─ head ─ digit
     icstn  image ─ STN ─ STN (θ = θ1 ∘ Δ, one warp of the image) ─ blocks ─ head ─ digit
 
+The STN paper's own designs (Table 1) have their own base networks, not the size's CNN:
+``fcn`` and ``paper-cnn``, and ``st-fcn`` and ``st-cnn`` with a transformer in front,
+their base nets narrowed to the same parameter count (docs/study/paper.md).
+
+``cnn`` and ``stn`` also take a timm or torchvision classifier in place of the CNN
+(``backbone``; :mod:`stnlab.backbones`).
+
 Example:
     >>> import torch
     >>> from stnlab import models
@@ -19,13 +26,17 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from stnlab import transforms as T
+from stnlab.backbones import WithTransformer, create_backbone
 from stnlab.config import SIZES, ModelConfig, Widths
 from stnlab.config.errors import ConfigError
 from stnlab.runs import RunDir
@@ -64,6 +75,36 @@ def _conv_block(
     return nn.Sequential(*layers)
 
 
+class _Residual(nn.Module):
+    """A ResNet basic block, then the pool: ReLU(BN(conv(ReLU(BN(conv x)))) + skip x),
+    the skip a 1×1 conv (and BN) where the width or the stride changes."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, pool: int, norm: bool):
+        super().__init__()
+
+        def bn(c: int) -> nn.Module:
+            return nn.BatchNorm2d(c) if norm else nn.Identity()
+
+        pad = kernel // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, bias=not norm),
+            bn(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, kernel, padding=pad, bias=not norm),
+            bn(c_out),
+        )
+        same = c_in == c_out and stride == 1
+        self.skip = (
+            nn.Identity()
+            if same
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=not norm), bn(c_out))
+        )
+        self.pool = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(torch.relu(self.body(x) + self.skip(x)))
+
+
 def _out_size(module: nn.Module, channels: int, size: tuple[int, int]) -> tuple[int, ...]:
     """Shape (C, H, W) of ``module``'s output for one input of (channels, *size)."""
     return tuple(probe_output(module, (1, channels, *size))[1:])
@@ -85,14 +126,31 @@ def localization(in_channels: int, in_size: tuple[int, int], w: Widths, pool: in
     return nn.Sequential(*layers)
 
 
-class Classifier(nn.Module):
+class _Stages(nn.Module):
+    """A classifier as the designs use it: conv ``blocks`` (a ModuleList), then a ``head``."""
+
+    blocks: nn.ModuleList
+    head: nn.Module
+
+    def features(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
+        """Run conv blocks ``start:stop`` on x."""
+        for block in self.blocks[start:stop]:
+            x = block(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class Classifier(_Stages):
     """The CNN shared by every design: conv ``blocks`` then an FC ``head`` to logits."""
 
     def __init__(self, in_channels: int, in_size: tuple[int, int], num_classes: int, w: Widths):
         super().__init__()
         c, blocks = in_channels, []
+        block = _Residual if w.residual else _conv_block
         for width in w.conv:
-            blocks.append(_conv_block(c, width, w.kernel, w.stride, w.pool, w.norm))
+            blocks.append(block(c, width, w.kernel, w.stride, w.pool, w.norm))
             c = width
         self.blocks = nn.ModuleList(blocks)
         self.sizes = [(in_channels, *in_size)]  # (C, H, W) entering each block, then leaving
@@ -107,17 +165,20 @@ class Classifier(nn.Module):
             nn.Linear(w.hidden, num_classes),
         )
 
-    def features(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
-        """Run conv blocks ``start:stop`` on x."""
-        for block in self.blocks[start:stop]:
-            x = block(x)
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
 
 # ----------------------------------------------------------------------------- the designs
+
+
+def image_transformer(config: ModelConfig, first: bool = True) -> SpatialTransformer:
+    """A transformer that warps the input image to its own size.
+
+    The first one starts zoomed in by ``loc_zoom``; later ones (IC-STN's updates)
+    start at the identity, since their warps compose with the first.
+    """
+    c, size, w = config.in_channels, T.as_size(config.in_size), config.layers()
+    loc = localization(c, size, w, w.loc_pool)
+    zoom = w.loc_zoom if first else 1.0
+    return SpatialTransformer(c, size, transform=config.transform, localization=loc, init_zoom=zoom)
 
 
 class Model(nn.Module):
@@ -134,22 +195,15 @@ class Model(nn.Module):
         self.widths: Widths = config.layers()
         self.in_size = T.as_size(config.in_size)
         self.transformers = nn.ModuleList()  # registered first: the figures read left to right
-        self.classifier = Classifier(
-            config.in_channels, self.in_size, config.num_classes, self.widths
-        )
+        self.classifier = self._classifier()
+
+    def _classifier(self) -> _Stages:
+        """The classifier: the size's CNN (the paper's designs override it)."""
+        c, n = self.config.in_channels, self.config.num_classes
+        return Classifier(c, self.in_size, n, self.widths)
 
     def _image_transformer(self, first: bool = True) -> SpatialTransformer:
-        """A transformer that warps the input image to its own size.
-
-        The first one starts zoomed in by ``loc_zoom``; later ones (IC-STN's updates)
-        start at the identity, since their warps compose with the first.
-        """
-        c = self.config.in_channels
-        loc = localization(c, self.in_size, self.widths, self.widths.loc_pool)
-        zoom = self.widths.loc_zoom if first else 1.0
-        return SpatialTransformer(
-            c, self.in_size, transform=self.config.transform, localization=loc, init_zoom=zoom
-        )
+        return image_transformer(self.config, first)
 
     def blocks_done(self) -> int:
         """Classifier blocks that :meth:`transform` has already run on its last output."""
@@ -178,6 +232,7 @@ class Model(nn.Module):
 
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Model]] = {}  # every model, built-in or not
+BACKBONE_DESIGNS = ("cnn", "stn")  # the designs that take a --backbone
 
 
 def register(name: str) -> Callable:
@@ -261,6 +316,145 @@ class ICSTN(Model):
         return out
 
 
+# ----------------------------------------------------------------------------- the paper's designs
+
+# Jaderberg et al. (2015), Table 1 and section 4.1: an FCN and a CNN, alone or behind a
+# spatial transformer whose localization net is of the same kind (ST-FCN, ST-CNN). The
+# paper gives the CNN's shape (conv 9×9 → max-pool → conv 7×7 → max-pool → FC) and asks
+# for the same number of parameters in every model of a column; the widths below are our
+# choice (docs/study/paper.md), kept small enough for a CPU. No dropout or BatchNorm: the
+# paper's nets are plain ReLU networks.
+PAPER_HIDDEN = 128  # the FCN's two hidden layers; the CNN's FC layer after the convs
+PAPER_CONV = ((32, 9), (64, 7))  # the CNN's (channels, kernel): 'valid' convs, max-pool 2 each
+PAPER_LOC_FC = (32, 32)  # ST-FCN's localization: hidden FC layers
+PAPER_LOC_CONV = (20, 20)  # ST-CNN's localization: 5×5 'same' convs, max-pool 2 each ...
+PAPER_LOC_HIDDEN = 50  # ... then this FC layer; its input is max-pooled by 2 first
+
+
+class PaperNet(_Stages):
+    """The paper's base networks: ``fcn`` (two hidden FC layers) or ``cnn`` (two conv blocks
+    then one hidden FC layer), ``hidden`` units wide, the convs narrowed to ``narrow`` of
+    ``PAPER_CONV``'s channels; ReLU throughout, logits out."""
+
+    def __init__(
+        self,
+        kind: str,
+        in_channels: int,
+        in_size: tuple[int, int],
+        num_classes: int,
+        hidden: int,
+        narrow: float = 1.0,
+    ):
+        super().__init__()
+        c, blocks = in_channels, []
+        for full, kernel in PAPER_CONV if kind == "cnn" else ():
+            width = max(1, round(full * narrow))
+            blocks.append(nn.Sequential(nn.Conv2d(c, width, kernel), nn.MaxPool2d(2), nn.ReLU()))
+            c = width
+        self.blocks = nn.ModuleList(blocks)
+        self.sizes = [(in_channels, *in_size)]  # (C, H, W) entering each block, then leaving
+        for block in self.blocks:
+            self.sizes.append(_out_size(block, self.sizes[-1][0], self.sizes[-1][1:]))
+        features = math.prod(self.sizes[-1])
+        layers: list[nn.Module] = [nn.Flatten()]
+        for _ in range(2 if kind == "fcn" else 1):
+            layers += [nn.Linear(features, hidden), nn.ReLU()]
+            features = hidden
+        self.head = nn.Sequential(*layers, nn.Linear(features, num_classes))
+
+
+def paper_localization(kind: str, in_channels: int, in_size: tuple[int, int]) -> nn.Module:
+    """The localization net of ST-FCN (``fcn``) or ST-CNN (``cnn``): (N, C, H, W) → (N, F)."""
+    if kind == "fcn":
+        layers: list[nn.Module] = [nn.Flatten()]
+        features = in_channels * in_size[0] * in_size[1]
+        for width in PAPER_LOC_FC:
+            layers += [nn.Linear(features, width), nn.ReLU()]
+            features = width
+        return nn.Sequential(*layers)
+    layers, c = [nn.MaxPool2d(2)], in_channels
+    for width in PAPER_LOC_CONV:
+        layers += [nn.Conv2d(c, width, 5, padding=2), nn.MaxPool2d(2), nn.ReLU()]
+        c = width
+    layers.append(nn.Flatten())
+    features = _out_size(nn.Sequential(*layers), in_channels, in_size)[0]
+    return nn.Sequential(*layers, nn.Linear(features, PAPER_LOC_HIDDEN), nn.ReLU())
+
+
+def fit_width(count: Callable[[int], int], budget: int, widest: int) -> int:
+    """The width in 1..``widest`` whose ``count`` (increasing in it) is nearest ``budget``.
+
+    Example:
+        >>> fit_width(lambda h: 10 * h, 333, 128)
+        33
+    """
+    lo, hi = 1, widest
+    while lo < hi:  # the narrowest width that reaches the budget
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if count(mid) < budget else (lo, mid)
+    return min((lo, max(lo - 1, 1)), key=lambda h: abs(count(h) - budget))
+
+
+class _PaperBase(Model):
+    """The paper's FCN or CNN alone (``kind``), at the full width."""
+
+    kind = "cnn"
+
+    def _base(self, hidden: int, narrow: float = 1.0) -> PaperNet:
+        c, n = self.config.in_channels, self.config.num_classes
+        return PaperNet(self.kind, c, self.in_size, n, hidden, narrow)
+
+    def _classifier(self) -> PaperNet:
+        return self._base(PAPER_HIDDEN)
+
+
+class _PaperST(_PaperBase):
+    """A spatial transformer (of ``config.transform``'s family) in front of the paper's base
+    net, narrowed (every layer in proportion) so that the whole has the base's parameter count.
+
+    Narrowing every layer, not the FC layer alone, keeps the base trainable where the
+    localization net is a large part of the budget (small images)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)  # the base alone, at full width: the count to match
+        target = count_parameters(self.classifier)
+        c = config.in_channels
+        loc = paper_localization(self.kind, c, self.in_size)
+        st = SpatialTransformer(c, self.in_size, transform=config.transform, localization=loc)
+        self.transformers.append(st)
+        budget, top = target - count_parameters(st), PAPER_HIDDEN
+        # Every layer in proportion first, then the FC width alone for the last few hundred.
+        h = fit_width(lambda h: count_parameters(self._base(h, h / top)), budget, top)
+        hidden = fit_width(lambda k: count_parameters(self._base(k, h / top)), budget, top)
+        self.classifier = self._base(hidden, h / top)
+
+
+@register("fcn")
+class FCN(_PaperBase):
+    """The paper's FCN: image → FC → FC → digit."""
+
+    kind = "fcn"
+
+
+@register("paper-cnn")
+class PaperCNN(_PaperBase):
+    """The paper's CNN: image → conv 9×9 → pool → conv 7×7 → pool → FC → digit."""
+
+
+@register("st-fcn")
+class STFCN(_PaperST):
+    """The paper's ST-FCN: image → ST (FC localization) → FCN → digit, as many parameters
+    as ``fcn``."""
+
+    kind = "fcn"
+
+
+@register("st-cnn")
+class STCNN(_PaperST):
+    """The paper's ST-CNN: image → ST (conv localization) → CNN → digit, as many parameters
+    as ``paper-cnn``."""
+
+
 # ----------------------------------------------------------------------------- registry API
 
 
@@ -269,12 +463,14 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str | ModelConfig, **options: Any) -> Model:
+def create(name: str | ModelConfig, **options: Any) -> Model | WithTransformer:
     """Build a model from its config, or from a name and config fields.
 
     ``options`` are :class:`~stnlab.config.ModelConfig` fields or free widths (see
     :class:`~stnlab.config.Widths`). ``model.config`` keeps the config, so
-    ``create(model.config)`` rebuilds the same architecture.
+    ``create(model.config)`` rebuilds the same architecture. With a ``backbone``
+    (``cnn`` and ``stn`` only) the classifier is that timm or torchvision model
+    (a :class:`~stnlab.backbones.WithTransformer`).
 
     Raises:
         ConfigError: an unknown name or option, or a config the layers cannot be built for.
@@ -289,7 +485,7 @@ def create(name: str | ModelConfig, **options: Any) -> Model:
         config = ModelConfig.from_dict({"name": name, **options})
     _check_names(config)
     try:
-        return _REGISTRY[config.name](config)
+        return _with_backbone(config) if config.backbone else _REGISTRY[config.name](config)
     except ConfigError:
         raise
     except ValueError as exc:  # e.g. an input size too small for the layers
@@ -306,6 +502,30 @@ def _check_names(config: ModelConfig) -> None:
         if name not in known:
             noun = key.split(".")[1].replace("name", "model")
             raise ConfigError(f"{key}: unknown {noun} {name!r}; known: {', '.join(known)}", key)
+    if config.pretrained and not config.backbone:
+        raise ConfigError("model.pretrained needs a backbone", "model.pretrained")
+    if config.backbone and config.name not in BACKBONE_DESIGNS:
+        raise ConfigError(
+            f"model.backbone: only {' and '.join(BACKBONE_DESIGNS)} take a backbone, "
+            f"got model {config.name!r}",
+            "model.backbone",
+        )
+
+
+def _with_backbone(config: ModelConfig) -> WithTransformer:
+    """``cnn`` or ``stn`` with ``config.backbone`` as the classifier; the stn's transformer
+    is the one of its size (:func:`image_transformer`)."""
+    transformer = image_transformer(config) if config.name == "stn" else None
+    size = T.as_size(config.in_size)
+    fed = size if transformer is None else transformer.output_size(size)
+    c = config.in_channels
+    try:
+        net = create_backbone(config.backbone, c, config.num_classes, config.pretrained, fed)
+        model = WithTransformer(net, transformer, c, size, name=config.backbone)
+    except (ValueError, ImportError, ConnectionError) as exc:
+        raise ConfigError(f"model.backbone: {exc}", "model.backbone") from exc
+    model.config = config
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -313,27 +533,29 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def load(run_dir: str | Path, weights: str | None = None) -> Model:
+def load(run_dir: str | Path, weights: str | None = None) -> Model | WithTransformer:
     """The model of a training run (its config.json and weights), in eval mode.
 
     Raises:
         RunFolderError: the folder, its config or its weights are missing or damaged.
     """
     run = RunDir(run_dir)
-    model = create(run.model_config())
+    config = run.model_config()
+    model = create(replace(config, pretrained=False))  # the run's weights: no download
+    model.config = config
     run.load_weights(model, weights)
     return model.eval()
 
 
 def parameter_table(sizes: Sequence[str] = tuple(SIZES)) -> str:
     """A text table of parameter counts: model × size, classifier and transformers apart."""
-    rows = [f"{'model':<7}{'size':<12}{'total':>10}{'classifier':>12}{'transformers':>14}"]
+    rows = [f"{'model':<10}{'size':<12}{'total':>10}{'classifier':>12}{'transformers':>14}"]
     for size in sizes:
         for name in names():
             m = create(name, size=size)
             loc = sum(p.numel() for p in m.localization_parameters())
             total = count_parameters(m)
-            rows.append(f"{name:<7}{size:<12}{total:>10,}{total - loc:>12,}{loc:>14,}")
+            rows.append(f"{name:<10}{size:<12}{total:>10,}{total - loc:>12,}{loc:>14,}")
     return "\n".join(rows)
 
 

@@ -106,6 +106,29 @@ class Transform(ABC):
     def _grid(self, params: Tensor, size: tuple[int, ...]) -> Tensor:
         """:meth:`grid` for checked parameters and a checked size."""
 
+    def map_points(self, params: Tensor, points: Tensor) -> Tensor:
+        """Source coordinates of any target points: (N, P, d) for θ (N, num_params) and
+        normalised target points (P, d), in ``params``' dtype and device.
+
+        :meth:`grid` is this map at the output's pixel centres; this one takes any points
+        (a TPS's control points, the lines of a drawn grid).
+
+        Example:
+            >>> tps = get("tps", grid_size=2)
+            >>> theta = tps.zoom(0.5)  # the control points' sources: half-way to the centre
+            >>> tps.map_points(theta, torch.tensor([[1.0, -1.0], [0.5, 0.0]])).tolist()
+            [[[0.5, -0.5], [0.25, 0.0]]]
+        """
+        if points.ndim != 2 or points.shape[1] != self.dims:
+            raise ValueError(f"points must have shape (P, {self.dims}), got {tuple(points.shape)}")
+        with autocast_off(params.device):
+            params = self._check(params)
+            return self._map(params, points.to(device=params.device, dtype=params.dtype))
+
+    def _map(self, params: Tensor, points: Tensor) -> Tensor:
+        """:meth:`map_points` for checked parameters and points of their dtype."""
+        raise NotImplementedError(f"the {self.name} transform does not map points")
+
     def _check(self, params: Tensor) -> Tensor:
         """Reject parameters of the wrong shape with a message naming the expected one."""
         if params.ndim != 2 or params.shape[1] != self.num_params:
@@ -167,6 +190,10 @@ class _MatrixTransform(Transform):
         base = target_grid(size, params.device, params.dtype)  # (P, d+1), P output points
         points = base @ m.transpose(1, 2)  # (N, P, d+1)
         return self._dehomogenise(points).reshape(-1, *size, self.dims)  # (N, *size, d)
+
+    def _map(self, params: Tensor, points: Tensor) -> Tensor:
+        homogeneous = torch.cat([points, points.new_ones(len(points), 1)], dim=1)  # (P, d+1)
+        return self._dehomogenise(homogeneous @ self.matrix(params).transpose(1, 2))  # (N, P, d)
 
     def _dehomogenise(self, points: Tensor) -> Tensor:
         return points[..., : self.dims]
@@ -283,17 +310,25 @@ class ThinPlateSpline(Transform):
         bottom = torch.cat([p.T, torch.zeros(3, 3, dtype=c.dtype)], dim=1)
         return torch.cat([top, bottom], dim=0)  # (K+3, K+3)
 
+    def _point_weights(self, points: Tensor) -> Tensor:
+        """Linear map from control-point sources to the sources of target points (P, 2)
+        (float64), (P, K)."""
+        d2 = torch.cdist(points, self.controls) ** 2  # (P, K)
+        ones = torch.ones(points.shape[0], 1, dtype=torch.float64)
+        features = torch.cat([self._radial(d2), ones, points], dim=1)  # (P, K+3)
+        return features @ self._inverse[:, : self.controls.shape[0]]  # (P, K)
+
     def _weights(self, out_size: tuple[int, int], device, dtype) -> Tensor:
-        """Linear map from control-point sources to grid sources, (H'·W', K); cached."""
+        """:meth:`_point_weights` at the output's pixel centres, (H'·W', K); cached."""
         key = (out_size, str(device), dtype)
         if key not in self._cache:
             base = target_grid(out_size, dtype=torch.float64)[:, :2]  # (H'W', 2)
-            d2 = torch.cdist(base, self.controls) ** 2  # (H'W', K)
-            ones = torch.ones(base.shape[0], 1, dtype=torch.float64)
-            features = torch.cat([self._radial(d2), ones, base], dim=1)  # (H'W', K+3)
-            weights = features @ self._inverse[:, : self.controls.shape[0]]  # (H'W', K)
-            self._cache[key] = weights.to(device=device, dtype=dtype)
+            self._cache[key] = self._point_weights(base).to(device=device, dtype=dtype)
         return self._cache[key]
+
+    def _map(self, params: Tensor, points: Tensor) -> Tensor:
+        weights = self._point_weights(points.detach().cpu().double()).to(params)  # (P, K)
+        return weights @ params.reshape(-1, self.num_params // 2, 2)  # (N, P, 2)
 
     def zoom(self, scale: float, batch_size: int = 1, device=None, dtype=None) -> Tensor:
         # A TPS reproduces affine maps exactly, so scaled rest positions are an exact zoom.

@@ -1,7 +1,9 @@
-"""tools/install-torch.sh picks PyTorch's CPU index only when it answers (loopback servers)."""
+"""tools/install-torch.sh picks PyTorch's CPU index only when it answers (loopback servers), and
+installs torchvision in the same command, or pinned to a torch it keeps."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -27,8 +29,8 @@ def _python(tmp_path: Path, site: bool) -> str:
     return str(wrapper)
 
 
-def _run(tmp_path: Path, index: str, site: bool = False) -> str:
-    env = {**os.environ, "DRY_RUN": "1", "CPU_INDEX": index, "TORCH_SPEC": "torch==9.9"}
+def _run(tmp_path: Path, index: str, site: bool = False, **more: str) -> str:
+    env = {**os.environ, "DRY_RUN": "1", "CPU_INDEX": index, "TORCH_SPEC": "torch==9.9", **more}
     done = subprocess.run(
         ["bash", str(SCRIPT), _python(tmp_path, site)],
         env=env,
@@ -59,7 +61,7 @@ def test_an_answering_cpu_index_is_used(tmp_path):
         out = _run(tmp_path, index)
     finally:
         server.shutdown()
-    assert f"pip install --retries 1 --timeout 15 --index-url {index} torch==9.9" in out
+    assert f"pip install --retries 1 --timeout 15 --index-url {index} torch==9.9 torchvision" in out
     assert "CPU build" in out
 
 
@@ -68,7 +70,7 @@ def test_a_closed_port_falls_back_to_the_default_index(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = _run(tmp_path, f"http://127.0.0.1:{port}/simple")
-    assert out.splitlines()[-1] == "pip install torch==9.9"
+    assert out.splitlines()[-1] == "pip install torch==9.9 torchvision"
     assert "did not answer" in out
 
 
@@ -77,11 +79,22 @@ def test_a_silent_server_falls_back_after_the_probe_times_out(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen(4)
         out = _run(tmp_path, f"http://127.0.0.1:{s.getsockname()[1]}/simple")
-    assert out.splitlines()[-1] == "pip install torch==9.9"
+    assert out.splitlines()[-1] == "pip install torch==9.9 torchvision"
     assert "--index-url" not in out
 
 
 def test_an_installed_torch_is_kept(tmp_path):
+    import torch
+
     out = _run(tmp_path, "http://127.0.0.1:9/simple", site=True)  # this venv has torch
     assert "keeping the torch" in out
-    assert "pip install" not in out
+    installs = [line for line in out.splitlines() if line.startswith("pip install")]
+    if importlib.util.find_spec("torchvision") is not None:
+        assert installs == []
+    else:  # the torchvision made for this torch is added, and torch stays
+        assert installs == [f"pip install torchvision torch=={torch.__version__}"]
+
+
+def test_no_torchvision_when_vision_spec_is_empty(tmp_path):
+    out = _run(tmp_path, "http://127.0.0.1:9/simple", VISION_SPEC="")
+    assert out.splitlines()[-1] == "pip install torch==9.9"

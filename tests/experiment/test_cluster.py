@@ -23,6 +23,8 @@ from stnlab.experiment.cluster import (
     INSTALL_HINT,
     ClusterError,
     ClusterJob,
+    Retry,
+    check_reachable,
     detect_shared,
     open_client,
     parse_address,
@@ -34,7 +36,7 @@ from stnlab.experiment.cluster.client import LOCAL_DASK_CONFIG
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))  # the workers of local:2 inherit this path
-from cluster_jobs import Payload, attempts, load_payload, toy_job  # noqa: E402
+from cluster_jobs import Payload, attempts, load_payload, toy_job, toy_peek  # noqa: E402
 from dask_cli import free_port  # noqa: E402
 
 
@@ -148,6 +150,40 @@ def test_unreachable_scheduler_is_one_line():
     assert "\n" not in str(info.value)
 
 
+def test_reachability_check_names_the_address_and_what_to_check():
+    pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ClusterError, match=f"cannot reach the Dask scheduler at {address}") as info:
+        check_reachable(address, timeout=1)
+    assert "\n" not in str(info.value)
+    assert "check that `dask scheduler` runs there" in str(info.value)
+    check_reachable("local:2")  # started later by open_client: nothing to reach now
+
+
+@pytest.mark.parametrize(
+    ("retry", "line"),
+    [
+        (
+            Retry("job0", "tcp://a:1", "tcp://b:2", 2, True),
+            "lost the worker running job0 (tcp://a:1); resumed it on tcp://b:2 "
+            "from its checkpoint after epoch 2",
+        ),
+        (
+            Retry("job0", "tcp://a:1", "tcp://b:2", 0, True),
+            "lost the worker running job0 (tcp://a:1); restarted it on tcp://b:2 from epoch 0 "
+            "(it had no checkpoint yet)",
+        ),
+        (
+            Retry("job0", "tcp://a:1", "tcp://b:2", 0, False),
+            "restarted it on tcp://b:2 from epoch 0 (run folders are not shared",
+        ),
+        (Retry("job0", "tcp://a:1", "tcp://b:2", None, True), "started it again on tcp://b:2"),
+    ],
+)
+def test_a_retry_says_where_and_from_which_epoch(retry, line):
+    assert line in retry.describe() and "\n" not in retry.describe()
+
+
 def test_bad_job_lists_are_refused(tmp_path):
     pytest.importorskip("distributed")
     job = ClusterJob("a", tmp_path / "exp" / "runs" / "a", {})
@@ -203,7 +239,7 @@ def test_gpu_jobs_take_round_robin_slots_of_the_visible_gpus(monkeypatch):
 
 def test_local_cluster_runs_jobs_in_place_with_data_sent_once(local_client, tmp_path):
     workdir, log, counter = tmp_path / "exp", tmp_path / "log", tmp_path / "unpickled"
-    jobs, events, done = _jobs(workdir, log, 5, epochs=3), _Events(), []
+    jobs, events, done, retries = _jobs(workdir, log, 5, epochs=3), _Events(), [], []
     outcomes = run_jobs(
         local_client,
         toy_job,
@@ -213,7 +249,10 @@ def test_local_cluster_runs_jobs_in_place_with_data_sent_once(local_client, tmp_
         data=Payload([1, 2, 3], str(counter)),
         load=load_payload,
         on_done=done.append,
+        peek=toy_peek,
+        on_retry=retries.append,
     )
+    assert not retries  # no worker was lost
     assert [o.name for o in outcomes] == [j.name for j in jobs]
     assert sorted(o.name for o in done) == sorted(j.name for j in jobs)
     for job, outcome in zip(jobs, outcomes, strict=True):
@@ -272,7 +311,7 @@ def test_losing_every_worker_not_shared_costs_no_result(local_client, tmp_path):
     """Both workers die while both run a job: the data set and every job come through."""
     local_client.wait_for_workers(2, timeout=60)
     workdir, log, counter, killed = tmp_path / "exp", tmp_path / "log", tmp_path / "n", []
-    jobs, events = _jobs(workdir, log, 2, epochs=5, sleep=0.2), _Events()
+    jobs, events, retries = _jobs(workdir, log, 2, epochs=5, sleep=0.2), _Events(), []
 
     def kill_all(name: str, record: dict) -> None:
         events(name, record)
@@ -290,8 +329,14 @@ def test_losing_every_worker_not_shared_costs_no_result(local_client, tmp_path):
         shared=False,
         data=Payload([4], str(counter)),
         on_event=kill_all,
+        peek=toy_peek,
+        on_retry=retries.append,
     )
     assert len(set(killed)) == 2 and all(o.ok and o.shared is False for o in outcomes)
+    # Each job's loss is told once: it started over, not in the client's folder.
+    assert sorted(r.name for r in retries) == [j.name for j in jobs]
+    assert all(r.start == 0 and r.shared is False and r.lost != r.worker for r in retries)
+    assert all("restarted it on" in r.describe() for r in retries)
     assert all(o.result["data_sum"] == 4 for o in outcomes)  # the data set was sent again
     for job in jobs:
         tries = [a for a in attempts(log) if a[0] == job.name]
@@ -370,7 +415,7 @@ def test_cli_cluster_shared_is_detected_and_trains_in_place(cli_client, tmp_path
 
 def test_cli_cluster_lost_worker_resumes_from_its_checkpoint(cli_client, tmp_path):
     cli_client.wait_for_workers(2, timeout=60)
-    workdir, log, killed, events = tmp_path / "exp", tmp_path / "log", [], _Events()
+    workdir, log, killed, events, retries = tmp_path / "exp", tmp_path / "log", [], _Events(), []
     jobs = _jobs(workdir, log, 2, epochs=6, sleep=0.2)
     outcomes = run_jobs(
         cli_client,
@@ -378,11 +423,18 @@ def test_cli_cluster_lost_worker_resumes_from_its_checkpoint(cli_client, tmp_pat
         jobs,
         workdir=workdir,
         on_event=_kill_at(log, "job0", 2, killed, events),
+        peek=toy_peek,
+        on_retry=retries.append,
     )
     assert killed and all(o.ok and o.shared for o in outcomes)
     tries = [a for a in attempts(log) if a[0] == "job0"]
     assert len(tries) == 2 and tries[1][1] != killed[0]
     assert tries[1][2] >= 2  # resumed from the checkpoint the killed attempt left
+    # The loss is told once, with the epoch the new attempt really started from.
+    (retry,) = retries
+    assert retry.name == "job0" and retry.shared and retry.lost != retry.worker
+    assert retry.start == tries[1][2]
+    assert f"from its checkpoint after epoch {tries[1][2]}" in retry.describe()
     assert (jobs[0].run_dir / "checkpoint.txt").read_text() == "6"
     assert set(events.epochs["job0"]) == set(range(1, 7))
     assert [a[0] for a in attempts(log)].count("job1") == 1

@@ -107,7 +107,12 @@ def test_config_file_can_start_from_a_preset(tmp_path):
         ("[train]\nepochs = 3", "train.epochs is set by budgets"),
         ('[model]\nname = "stn"', "model.name is set by models"),
         ("[model.widths]\nhidden = 0", "model.widths.hidden must be positive"),
-        ("iterations = 7", "iterations per epoch"),
+        ("[train]\niterations = 7", "train.iterations is set by iterations"),
+        ('[grid]\n"model.sise" = ["small"]', "unknown axis 'model.sise'; did you mean model.size?"),
+        ('[grid]\n"model.size" = ["small", "huge"]', "model.size: unknown size 'huge'"),
+        ('[grid]\n"train.seed" = [1, 2]', "train.seed is set by seeds"),
+        ('[grid]\n"train.lr" = [0.1, -1]', "train.lr must be positive"),
+        ('[grid]\n"model.size" = []', "grid.model.size must be a non-empty list"),
         ("budgets = [", "mine.toml"),
     ],
 )
@@ -167,8 +172,10 @@ def test_smoke_report_has_every_figure(smoke):
     out, _, _ = smoke
     page = ExperimentDir(out).file("report.html").read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == len(FIGURES) and all(len(i) > 5_000 for i in images)
-    for name in FIGURES:  # the θ figures of "What the transformers learned" included
+    shown = [name for name in FIGURES if name != "grid"]  # "Across the grid": no axes here
+    assert len(images) == len(shown) and all(len(i) > 5_000 for i in images)
+    assert not (out / "figures" / "grid.png").exists() and "Across the grid" not in page
+    for name in shown:  # the θ figures of "What the transformers learned" included
         assert (out / "figures" / f"{name}.png").stat().st_size > 5_000
     assert "What the transformers learned" in page
     assert 'src="http' not in page and "<script" not in page  # self-contained

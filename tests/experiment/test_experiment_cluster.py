@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import records_without_times
-from dask_cli import kill_worker_running
+from dask_cli import free_port, kill_worker_running
 
 from stnlab import experiment
 from stnlab.cli import main
@@ -91,6 +91,14 @@ def _watch(monkeypatch, act=None) -> dict[str, list[int]]:
     return seen
 
 
+def _lost_line(text: str, name: str) -> str:
+    """The one line saying that the worker running ``name`` was lost, and what became of it."""
+    lines = [line for line in text.splitlines() if line.startswith("lost the worker running")]
+    assert len(lines) == 1, text
+    assert lines[0].startswith(f"lost the worker running {name} (tcp://127.0.0.1:")
+    return lines[0]
+
+
 def _kill_at(client, name: str, epoch: int, killed: list[int]):
     """An ``act`` that SIGKILLs the worker process training ``name`` when it reports ``epoch``."""
 
@@ -111,6 +119,19 @@ def test_missing_dask_is_one_line_and_writes_nothing(monkeypatch, fails_with, tm
         argv = ["experiment", "--preset", "smoke", "--cluster", "local:2", "--out", str(out)]
         fails_with([*argv, *extra], INSTALL_HINT)
     assert not out.exists()
+
+
+def test_unreachable_scheduler_fails_before_the_data_is_made(fails_with, tmp_path):
+    """No scheduler at the address: one line naming it and what to check, before the data
+    file (or anything else) is written, and before --plan measures anything."""
+    pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    out = tmp_path / "x"
+    for extra in ([], ["--plan"]):
+        argv = ["experiment", "--preset", "smoke", "--cluster", address, "--out", str(out)]
+        err = fails_with([*argv, *extra], f"cannot reach the Dask scheduler at {address}")
+        assert "check that `dask scheduler` runs there" in err
+    assert not ExperimentDir(out).data_file.exists() and not out.exists()
 
 
 def test_device_given_with_a_cluster_reaches_the_runs():
@@ -173,6 +194,8 @@ def test_not_shared_run_folders_come_back_and_a_lost_worker_costs_nothing(
     assert status == 0, err
     assert "run folders sent back" in text and killed
     assert seen[VICTIM].count(1) == 2  # without a shared folder the run started over
+    line = _lost_line(text, VICTIM)
+    assert "; restarted it on tcp://127.0.0.1:" in line and "from epoch 0" in line
     assert all(epochs.count(1) == 1 for name, epochs in seen.items() if name != VICTIM)
     _same_results(out, expected)
 
@@ -190,6 +213,14 @@ def test_shared_folder_is_detected_and_a_lost_worker_resumes_its_run(
     assert "run folders written in place" in text and killed
     # The run went on from its checkpoint of epoch 1 or later, not from the start.
     assert seen[VICTIM].count(1) == 1 and set(seen[VICTIM]) == set(range(1, 9))
+    # ... and said so, naming the epoch it went on after: the epochs reported are the lost
+    # attempt's 1..k, then the new one's after..8, with after <= k.
+    line = _lost_line(text, VICTIM)
+    assert "; resumed it on tcp://127.0.0.1:" in line and "from its checkpoint after" in line
+    after, epochs = int(line.rsplit(" ", 1)[1]), seen[VICTIM]
+    lost = epochs[: len(epochs) - (8 - after)]
+    assert 1 <= after <= len(lost) and lost == list(range(1, len(lost) + 1))
+    assert epochs[len(lost) :] == list(range(after + 1, 9))
     _same_results(out, expected)
 
 

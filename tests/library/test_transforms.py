@@ -249,6 +249,32 @@ def test_tps_interpolates_its_control_points():
     assert (grid - centres(5)).abs().max() > 0.05  # and it is not the identity
 
 
+def test_map_points_at_pixel_centres_is_the_grid(family):
+    torch.manual_seed(12)
+    theta = perturbed_identity(family, 2, 0.2)
+    mapped = family.map_points(theta, centres((4, 6)).reshape(-1, 2))  # (N, P, 2)
+    torch.testing.assert_close(
+        mapped.reshape(2, 4, 6, 2), family.grid(theta, (4, 6)), rtol=0, atol=1e-12
+    )
+
+
+def test_map_points_sends_tps_control_points_to_theta():
+    tps = T.get("tps", grid_size=3)  # span 1: the outer controls lie beyond the pixel centres
+    theta = perturbed_identity(tps, 2, scale=0.3)
+    targets = torch.tensor([[x, y] for y in (-1.0, 0.0, 1.0) for x in (-1.0, 0.0, 1.0)])
+    mapped = tps.map_points(theta, targets)  # float32 points, float64 θ: θ's dtype wins
+    assert mapped.dtype == torch.float64
+    torch.testing.assert_close(mapped.reshape(2, -1), theta, rtol=0, atol=1e-10)
+    moved = theta.clone().requires_grad_()
+    tps.map_points(moved, targets[:1]).sum().backward()  # a gradient flows to θ
+    assert moved.grad.abs().sum() > 0
+
+
+def test_map_points_rejects_points_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"points must have shape \(P, 2\), got \(2, 3\)"):
+        T.get("affine").map_points(T.get("affine").identity(1), torch.zeros(2, 3))
+
+
 # --------------------------------------------------------------------------- composition
 
 

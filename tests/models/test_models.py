@@ -207,7 +207,10 @@ def test_register_decorator_adds_a_model():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "resnet"}, "unknown model 'resnet'; known: cnn, icstn, mstn, stn"),
+        (
+            {"name": "resnet"},
+            "unknown model 'resnet'; known: cnn, fcn, icstn, mstn, paper-cnn, st-cnn, st-fcn, stn",
+        ),
         ({"name": "stn", "size": "huge"}, "unknown size 'huge'; known: small, default"),
         ({"name": "stn", "transform": "twirl"}, "unknown transform 'twirl'"),
         ({"name": "stn", "colour": 3}, "unknown key 'colour' in model"),
@@ -252,3 +255,39 @@ def test_load_errors_are_clear(tmp_path):
 def test_parameter_table_lists_every_model():
     table = models.parameter_table(["small"])
     assert all(name in table for name in models.names())
+
+
+def _literal_residual(block, x):
+    """The residual block's formula written out with functional ops (eval-mode BatchNorm)."""
+
+    def bn(mod, z):
+        return F.batch_norm(z, mod.running_mean, mod.running_var, mod.weight, mod.bias, False)
+
+    conv1, bn1, _, conv2, bn2 = block.body
+    h = F.relu(bn(bn1, F.conv2d(x, conv1.weight, None, conv1.stride, conv1.padding)))
+    h = bn(bn2, F.conv2d(h, conv2.weight, None, 1, conv2.padding))
+    skip = x if isinstance(block.skip, torch.nn.Identity) else bn(block.skip[1], block.skip[0](x))
+    return F.max_pool2d(F.relu(h + skip), 2)
+
+
+def test_residual_size_blocks_are_resnet_basic_blocks():
+    m = models.create("mstn", size="residual").double().eval()
+    assert len(m.classifier.blocks) == 3
+    g = torch.Generator().manual_seed(0)
+    for bn in (mod for mod in m.classifier.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        for t in (bn.running_mean, bn.weight, bn.bias):  # away from the identity
+            t.data = torch.randn(t.shape, generator=g, dtype=t.dtype)
+        bn.running_var.data = 0.5 + torch.rand(bn.running_var.shape, generator=g, dtype=t.dtype)
+    x = torch.rand(2, 1, 40, 40, dtype=torch.float64)
+    for block in m.classifier.blocks:
+        torch.testing.assert_close(block(x), _literal_residual(block, x))
+        x = block(x)
+    assert x.shape == (2, 128, 5, 5)
+
+
+def test_residual_skip_carries_the_input_when_the_body_is_silenced():
+    block = models.create("cnn", size="residual").classifier.blocks[0].eval()
+    torch.nn.init.zeros_(block.body[-1].weight)  # the body's last BatchNorm scale
+    torch.nn.init.zeros_(block.body[-1].bias)
+    x = torch.rand(2, 1, 40, 40)
+    torch.testing.assert_close(block(x), F.max_pool2d(F.relu(block.skip(x)), 2))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stnlab import cli, models
 from stnlab.config.errors import ConfigError, DataError
-from stnlab.predict import load_image, picture, predict, show
+from stnlab.predict import load_image, picture, predict, prepare, show
 
 
 def _png(path, size=(50, 30), dark_on_light=False):
@@ -144,3 +144,88 @@ def test_load_image_lays_transparency_on_white(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "t.png")
     x = load_image(tmp_path / "t.png", (30, 30))
     assert x[0, 0, 0, 0] == 0 and x[0, 0, 15, 15] == 1  # inverted: light bar on dark
+
+
+# ------------------------------------------------------------------ pictures of any shape
+
+
+def _off_centre(path=None, background=0, ink=255, size=(100, 80), box=(70, 20, 80, 30)):
+    """A made-up picture ``size`` (width, height) with a 10×10 square of ``ink`` at ``box``
+    (x0, y0, x1, y1) on ``background``, off-centre: right of the middle and up."""
+    pixels = np.full(size[::-1], background, dtype=np.uint8)  # (H, W)
+    x0, y0, x1, y1 = box
+    pixels[y0:y1, x0:x1] = ink
+    image = Image.fromarray(pixels)
+    if path is not None:
+        image.save(path)
+        return path
+    return image
+
+
+def _ink_box(x: torch.Tensor, level: float = 0.5) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), end exclusive, of the pixels of image x (1, 1, H, W) above level."""
+    rows, cols = np.nonzero(x[0, 0].numpy() > level)
+    return cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
+
+
+def test_a_wide_picture_is_padded_to_a_square_not_squeezed(tmp_path):
+    pic = prepare(_off_centre(tmp_path / "wide.png"), (40, 40))
+    assert pic.describe() == "100×80 picture padded to 100×100, then resized to 40×40"
+    assert pic.original == (100, 80) and pic.padded == (100, 100) and not pic.inverted
+    # 10 rows of background above and below, then ×0.4: the square covers x 70..80 → 28..32
+    # and y (20..30) + 10 → 12..16 of the input, and stays a square.
+    assert _ink_box(pic.image) == (28, 12, 32, 16)
+    assert pic.frame == pytest.approx((-0.5, 3.5, 39.5, 35.5))  # 10 / 100 of 40 = 4 rows
+    assert pic.image[0, 0, :3].max() == 0 and pic.image[0, 0, 37:].max() == 0  # the padding
+    squeezed = np.asarray(_off_centre().resize((40, 40), Image.Resampling.BILINEAR)) > 127
+    rows, cols = np.nonzero(squeezed)
+    assert rows.max() + 1 - rows.min() == 5 and cols.max() + 1 - cols.min() == 4  # was 4×5
+
+
+def test_padding_takes_the_background_of_the_picture():
+    grey = prepare(_off_centre(background=51), (40, 40))  # 0.2 grey around the square
+    torch.testing.assert_close(grey.image[0, 0, :3], torch.full((3, 40), 0.2), rtol=0, atol=1e-6)
+    paper = prepare(_off_centre(background=255, ink=0), (40, 40))  # dark ink on white paper
+    assert paper.inverted and paper.describe() == (
+        "100×80 picture inverted to light on dark, padded to 100×100, then resized to 40×40"
+    )
+    assert paper.image[0, 0, :3].max() == 0 and _ink_box(paper.image) == (28, 12, 32, 16)
+
+
+def test_a_tall_picture_is_padded_at_the_sides_and_any_input_shape_is_kept():
+    tall = prepare(_off_centre(size=(80, 100), box=(10, 60, 20, 70)), (40, 40))
+    assert tall.padded == (100, 100) and tall.frame == pytest.approx((3.5, -0.5, 35.5, 39.5))
+    assert _ink_box(tall.image) == (8, 24, 12, 28)  # x (10..20) + 10 columns, ×0.4
+    wide_input = prepare(_off_centre(size=(60, 60), box=(0, 0, 10, 10)), (24, 48))
+    assert wide_input.describe() == "60×60 picture padded to 120×60, then resized to 48×24"
+    assert _ink_box(wide_input.image) == (12, 0, 16, 4)  # 30 columns of padding on the left
+    same = prepare(_off_centre(size=(40, 40), box=(5, 5, 15, 15)), (40, 40))
+    assert same.describe() == "40×40 picture used as it is"
+    assert same.frame == (-0.5, -0.5, 39.5, 39.5)
+
+
+def test_show_outlines_where_the_picture_lies_and_says_what_was_done(tmp_path):
+    model = models.create("stn", **SMALL)
+    pic = prepare(_off_centre(), model.in_size)
+    fig = picture(model, pic.image, ["wide.png"], pictures=[pic])
+    (frame,) = [line for line in fig.axes[0].lines if line.get_gid() == "picture-frame"]
+    x, y = frame.get_data()
+    assert (min(x), min(y), max(x), max(y)) == pytest.approx(pic.frame)
+    assert pic.frame == pytest.approx((-0.5, 24 * 0.1 - 0.5, 23.5, 24 * 0.9 - 0.5))
+    assert fig.axes[0].get_xlabel() == "100×80 → 100×100 → 24×24"
+    plain = picture(model, pic.image, ["wide.png"])  # without pictures: no frame, no note
+    assert not [line for line in plain.axes[0].lines if line.get_gid() == "picture-frame"]
+
+
+def test_cli_predict_says_what_was_done_to_each_picture(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    wide = _off_centre(tmp_path / "wide.png")
+    square = _png(tmp_path / "square.png", size=(24, 24))
+    assert (
+        cli.main(["predict", str(run), str(wide), str(square), "--show", str(tmp_path / "s.png")])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{wide}\tdigit ")
+    assert lines[0].endswith("\t100×80 picture padded to 100×100, then resized to 24×24")
+    assert lines[1].endswith("\t24×24 picture used as it is")

@@ -13,7 +13,7 @@ def test_figures_are_the_sections_figures_in_page_order():
     declared = [item.name for section in SECTIONS for item in section.items if item.name]
     assert tuple(declared) == FIGURES and len(set(FIGURES)) == len(FIGURES)
     assert report.FIGURES is FIGURES  # what write_report deletes when stale
-    assert FIGURES[0] == "comparison" and FIGURES[-1] == "curves"
+    assert FIGURES[0] == "grid" and FIGURES[-1] == "curves"
 
 
 def test_a_declared_figure_is_shown_with_its_caption_filled():

@@ -204,6 +204,7 @@ ROW = {
     "valid_accuracy": 0.5,
     "test_accuracy": 0.25,
     "train_seconds": 3.0,
+    "precision": "float32",
     "run": "cnn-s0",
 }
 
@@ -216,9 +217,9 @@ def test_results_round_trip_and_damage(tmp_path):
     path = folder.file("results.csv")
     lines = path.read_text().splitlines()
     for bad, problem in [
-        ([*lines, "a stray line"], "line 4 does not have the header's 7 columns"),
-        ([*lines[:2], "cnn,x,0,0.5,0.25,3.0,cnn-s0"], "line 3: epochs 'x' is not a number"),
-        (["model,epochs", *lines[1:]], "does not start with the header"),
+        ([*lines, "a stray line"], "line 4 does not have the header's 8 columns"),
+        ([*lines[:2], "cnn,x,0,0.5,0.25,3.0,float32,cnn-s0"], "line 3: epochs 'x' is not a number"),
+        (["model,epochs", *lines[1:]], "does not have the header"),
     ]:
         path.write_text("\n".join(bad) + "\n")
         with pytest.raises(RunFolderError, match=problem):

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 # No dropout: both set-ups draw the same batches.
 RUN = {
     "model": {"name": "cnn", "size": "tf-example", "widths": {"dropout": 0.0}},
-    "train": {"epochs": 3, "threads": 1},
+    "train": {"epochs": 3, "threads": 1, "amp": False},  # float32 as the in-process run
     "data": {},
 }
 

@@ -60,6 +60,31 @@ def test_epoch_batches_shuffle_is_per_epoch_and_dealt_across_ranks():
     assert training.epoch_batches(450, 200, 0, 1).shape == (2, 200)  # last partial batch dropped
 
 
+def test_iterations_fix_an_epoch_and_see_every_image_equally_often():
+    # 1,000 images, 3 steps of 100 an epoch: 10 epochs are 3 whole shuffled passes
+    epochs = [training.epoch_batches(1000, 100, 7, e, iterations=3) for e in range(1, 11)]
+    assert all(b.shape == (3, 100) for b in epochs)
+    stream = torch.cat([b.reshape(-1) for b in epochs])
+    for p in range(3):
+        assert sorted(stream[1000 * p : 1000 * (p + 1)].tolist()) == list(range(1000))
+    assert len({tuple(stream[1000 * p : 1000 * p + 10].tolist()) for p in range(3)}) == 3
+    # the same batches after a resume (epoch alone decides), and dealt across ranks
+    assert torch.equal(epochs[4], training.epoch_batches(1000, 100, 7, 5, iterations=3))
+    halves = [training.epoch_batches(1000, 100, 7, 5, r, 2, iterations=3) for r in (0, 1)]
+    assert torch.equal(torch.cat(halves, 1).sort(1).values, epochs[4].sort(1).values)
+    # more steps than one pass holds: the stream runs on into the next shuffle
+    long = training.epoch_batches(150, 100, 0, 1, iterations=3).reshape(-1)
+    assert sorted(long[:150].tolist()) == list(range(150)) and len(set(long.tolist())) == 150
+
+
+def test_iterations_that_make_one_pass_give_the_one_pass_batches():
+    for epoch in (1, 2, 9):
+        assert torch.equal(
+            training.epoch_batches(1000, 200, 3, epoch, iterations=5),
+            training.epoch_batches(1000, 200, 3, epoch),
+        )
+
+
 def test_loc_lr_makes_its_own_param_group():
     model = models.create("stn", **FAST)
     opt = training._optimizer(model, TrainConfig(loc_lr=1e-4))

@@ -1,18 +1,36 @@
-"""How an experiment is configured: models × epoch budgets × seeds, and where its runs train."""
+"""How an experiment is configured: models × epoch budgets × seeds (× any axes), and where its
+runs train."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import itertools
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stnlab.config.errors import ConfigError
-from stnlab.config.model import ModelConfig
-from stnlab.config.options import Config, option, plain
+from stnlab.config.model import ModelConfig, Widths
+from stnlab.config.options import Config, flatten, option, plain
 from stnlab.config.run import DataConfig, TrainConfig
 from stnlab.config.vocabulary import SHARED_FS
 
-__all__ = ["ExperimentConfig", "parse_address"]
+__all__ = ["Cell", "ExperimentConfig", "label_of", "parse_address"]
+
+# One cell of an experiment's grid: (axis, value) for each axis, in the grid's order.
+Cell = tuple[tuple[str, Any], ...]
+
+
+def label_of(value: Any) -> str:
+    """How an axis value is written in run names and results.csv: ``small``, ``0.0005``,
+    ``10000-5000-10000``, ``true``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(label_of(v) for v in value)
+    return str(value)
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -44,12 +62,21 @@ def parse_address(address: str) -> tuple[str, Any]:
     )
 
 
+def _frozen(value: Any) -> Any:
+    """Lists as tuples, all the way down, so that a cell can be a key."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 @dataclass
 class ExperimentConfig(Config):
-    """Models × epoch budgets × seeds on one data set; checked as a whole before any training.
+    """Models × epoch budgets × seeds, in every cell of the ``grid``; checked as a whole
+    before any training.
 
-    ``iterations`` (per epoch) is a check, not a knob: an epoch is one pass over the
-    training split in full batches, so it must equal train size // batch size.
+    The ``grid`` sweeps any field of the model, data or train tables: ``{"model.size":
+    ["small", "large"], "train.weight_decay": [0, 5e-4]}`` gives four cells, each the
+    experiment with those values, and the runs are the product of cells, models and seeds.
+    ``iterations`` fixes an epoch's optimizer steps whatever the training-set size (the
+    study's epoch: 50 steps of 200 images); without it an epoch is one pass.
     """
 
     # Keys of the run config that the experiment sets itself, and from what.
@@ -60,7 +87,12 @@ class ExperimentConfig(Config):
             "in_size": "the data",
             "num_classes": "the data",
         },
-        "train": {"epochs": "budgets", "seed": "seeds", "eval_at": "budgets"},
+        "train": {
+            "epochs": "budgets",
+            "seed": "seeds",
+            "eval_at": "budgets",
+            "iterations": "iterations",
+        },
     }
 
     name: str = option("custom", "the experiment's name (its default folder is runs/NAME)")
@@ -69,11 +101,21 @@ class ExperimentConfig(Config):
     )
     budgets: tuple[int, ...] = option((100, 200, 300, 400, 500), "epoch budgets")
     seeds: tuple[int, ...] = option((0, 1, 2), "one run per seed")
-    iterations: int | None = option(None, "a check: training steps per epoch")
+    iterations: int | None = option(
+        None,
+        "optimizer steps per epoch, whatever the training-set size (default: one pass over "
+        "the training split)",
+    )
     reuse: bool = option(
         True, "one run per (model, seed), read at every budget, where the learning rate allows it"
     )
     workers: int = option(1, "parallel worker processes")
+    grid: dict[str, Any] = option(
+        factory=dict,
+        cli=False,
+        help='axes: a list of values for each swept field, e.g. "model.size" = ["small", '
+        '"large"]; the runs are the product of the axes, models and seeds',
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -113,12 +155,76 @@ class ExperimentConfig(Config):
         self.require(
             len(set(self.seeds)) == len(self.seeds), "seeds", f"repeat: {list(self.seeds)}"
         )
-        self.positive("workers", "runs_per_gpu")
+        self.positive("workers", "runs_per_gpu", "iterations")
         self.check_cluster()
-        path = self.data.path
-        self.require(path is None or Path(path).is_file(), "data.path", f"{path!r} does not exist")
-        if path is None and not self.data.published:
-            self.check_train_size(self.data.sizes[0])
+        self.check_grid()
+        for cell in self.cells():
+            config = self.at(cell) if cell else self
+            path = config.data.path
+            where = "data.path" if path == self.data.path else "grid.data.path"
+            self.require(path is None or Path(path).is_file(), where, f"{path!r} does not exist")
+            if path is None and not config.data.published:
+                self.check_train_size(config.data.sizes[0])
+
+    def check_grid(self) -> None:
+        """Refuse an axis that names no field of the model, data or train tables, one that
+        the experiment sets itself, and an empty or repeating list of values."""
+        sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+        self.grid = flatten(self.grid)  # [grid.model] size = [...] is "model.size"
+        for axis, values in self.grid.items():
+            section, _, name = axis.partition(".")
+            known = [f"{s}.{f.name}" for s, c in sections.items() for f in fields(c)]
+            known += [f"model.{f.name}" for f in fields(Widths)]  # one layer size, e.g. conv
+            close = difflib.get_close_matches(axis, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            self.require(
+                axis in known,
+                "grid",
+                f": unknown axis {axis!r}; {hint}an axis is a field of the model, data or "
+                "train table, such as model.size or train.weight_decay",
+            )
+            self.require(
+                name not in self.SET_HERE.get(section, {}),
+                "grid",
+                f": {axis} is set by {self.SET_HERE.get(section, {}).get(name)}; not an axis",
+            )
+            ok = isinstance(values, (list, tuple)) and len(values) > 0
+            self.require(ok, f"grid.{axis}", f"must be a non-empty list of values, got {values!r}")
+            labels = [label_of(v) for v in values]
+            self.require(len(set(labels)) == len(labels), f"grid.{axis}", f"repeats: {labels}")
+            self.require(
+                not any(isinstance(v, dict) for v in values),
+                f"grid.{axis}",
+                "takes plain values (numbers, names, lists); sweep one width, e.g. model.conv",
+            )
+            self.grid[axis] = _frozen(values)
+        for cell in self.cells() if self.grid else ():
+            self.at(cell)  # each value checked as that field's, naming the axis
+
+    def cells(self) -> list[Cell]:
+        """Every combination of the axes' values, the last axis varying fastest; ``[()]``
+        for no axes."""
+        axes = list(self.grid)
+        return [
+            tuple(zip(axes, combo, strict=True)) for combo in itertools.product(*self.grid.values())
+        ]
+
+    def at(self, cell: Cell) -> ExperimentConfig:
+        """The experiment in one cell: the axes' values set, without a grid."""
+        values = self.to_dict()
+        values["grid"] = {}
+        widths = {f.name for f in fields(Widths)}
+        for axis, value in cell:
+            section, _, name = axis.partition(".")
+            if section == "model" and name in widths:
+                values["model"].setdefault("widths", {})[name] = value
+            else:
+                values[section][name] = value
+        try:
+            return type(self).from_dict(values)
+        except ConfigError as exc:
+            shown = ", ".join(f"{a} = {label_of(v)}" for a, v in cell)
+            raise ConfigError(f"grid ({shown}): {exc}", f"grid.{cell[-1][0]}") from None
 
     def check_cluster(self) -> None:
         """Refuse a ``cluster`` address of no known form (:func:`parse_address`),
@@ -134,15 +240,16 @@ class ExperimentConfig(Config):
         )
 
     def check_train_size(self, n: int) -> None:
-        """Reject a training split too small for a batch, or not ``iterations`` batches long."""
+        """Reject a training split too small for a batch."""
         b = self.train.batch_size
         self.require(n >= b, "train.batch_size", f"{b} is more than the {n} training images")
-        self.require(
-            self.iterations is None or n // b == self.iterations,
-            "iterations",
-            f"must be train size // batch size = {n} // {b} = {n // b}, got "
-            f"{self.iterations} iterations per epoch",
-        )
+
+    def steps_per_epoch(self, n: int | None) -> int | None:
+        """``train.iterations`` of a run on ``n`` training images: ``iterations``, or None (one
+        pass) where that is the same epoch, so runs of earlier releases resume unchanged."""
+        if self.iterations is None or self.iterations == (n or 0) // self.train.batch_size:
+            return None
+        return self.iterations
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, without the run keys that the experiment sets itself."""

@@ -22,6 +22,11 @@ class Widths(Config):
     stride: int = option(1, "conv stride")
     pool: int = option(2, "max-pool factor after each conv block (1: none)")
     norm: bool = option(True, "BatchNorm after every classifier conv")
+    residual: bool = option(
+        False,
+        "make each classifier block residual: two convs and a skip (a 1x1 conv where the "
+        "width changes), then the pool",
+    )
     hidden: int = option(128, "width of the classifier's hidden FC layer")
     dropout: float = option(0.3, "dropout before the last FC layer of the head and of an MLP loc")
     loc_conv: tuple[int, ...] = option(
@@ -58,6 +63,12 @@ SIZES: dict[str, Widths] = {
     # The measurements: docs/results.md, "How the defaults were chosen".
     "default": Widths(),
     "large": Widths(conv=(32, 64, 128), hidden=256, loc_conv=(32, 64), loc_hidden=128),
+    # The richer ConvNet of the study's future work: large's widths and localization nets,
+    # each block a ResNet basic block (6 convs, not 3). The skips keep a deeper classifier
+    # training as fast as a shallow one, so only the classifier's capacity changes.
+    "residual": Widths(
+        conv=(32, 64, 128), residual=True, hidden=256, loc_conv=(32, 64), loc_hidden=128
+    ),
     # tensorflow/models research/transformer/cluttered_mnist.py: loc FC 1600→20 (tanh)
     # → dropout → FC 20→6; conv 3×3×16 /2, conv 3×3×16 /2, FC 1600→1024, dropout, FC →10.
     "tf-example": Widths(
@@ -104,6 +115,19 @@ class ModelConfig(Config):
     )
     steps: int = option(
         2, "transformers of icstn, each composing its warp with the last", decides=True
+    )
+    # Checked where models are built (stnlab.models, stnlab.backbones: timm and torchvision).
+    backbone: str = option(
+        "",
+        "classify with timm:NAME or torchvision:NAME instead of the size's CNN (cnn and stn "
+        "only; the size still sets the stn's localization net); needs stnlab[backbones]",
+        decides=True,
+        metavar="LIB:NAME",
+    )
+    pretrained: bool = option(
+        False,
+        "start the backbone from its pretrained weights (downloaded once: needs the network)",
+        decides=True,
     )
     in_channels: int = option(1, "image channels (set from the data)", decides=True, cli=False)
     in_size: int | tuple[int, int] = option(

@@ -22,6 +22,48 @@ from stnlab.config.errors import ConfigError
 
 __all__ = ["PRESETS", "from_dict", "load_config", "preset"]
 
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``, one level into sub-tables."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in over.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# The STN paper's (Jaderberg et al., 2015) experiments: its four designs (stnlab.models,
+# "the paper's designs"), 3 seeds, and its schedule: SGD, batch 256, lr 0.01 divided by 10
+# every 50,000 of 150,000 iterations (150 epochs of 1,000 steps, the `thirds` schedule), on
+# canvases generated from the full MNIST (50,000 / 10,000 / 10,000 source digits).
+_PAPER: dict[str, Any] = dict(
+    models=("fcn", "paper-cnn", "st-fcn", "st-cnn"),
+    budgets=(150,),
+    seeds=(0, 1, 2),
+    iterations=1000,
+    data=dict(source="mnist", sizes=(50_000, 10_000, 10_000)),
+    train=dict(
+        optimizer="sgd", batch_size=256, lr=0.01, weight_decay=0.0, schedule="thirds", eval_every=10
+    ),
+)
+# Table 1: the distortion and the transform family as axes (4 × 3 cells × 4 designs × 3
+# seeds; fcn and paper-cnn have no transformer, so their runs repeat across the family axis).
+_DISTORTED: dict[str, Any] = dict(
+    grid={
+        "data.variant": ["rotated", "rts", "projective-paper", "elastic"],
+        "model.transform": ["affine", "projective", "tps"],
+    },
+)
+# The CPU scale: the same designs, optimizer and schedule shape on 1/150 of the paper's
+# steps (25 epochs of 40 steps of 256 = 1,000 steps) and 10,000 training canvases (2,000
+# valid, 10,000 test), 2 one-thread workers.
+_CPU: dict[str, Any] = dict(
+    budgets=(25,),
+    iterations=40,
+    workers=2,
+    data=dict(sizes=(10_000, 2_000, 10_000)),
+    train=dict(eval_every=5),
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The study: 3 designs × 100..500 epochs × 3 runs, batch 200 × 50 iterations = 10,000,
     # on the study's own published file; `published = ""` generates the same layout from the
@@ -46,6 +88,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         data=dict(variant="40x40", source="embedded"),
         train=dict(batch_size=200, lr=2e-3, schedule="constant", eval_every=1),
     ),
+    # The STN paper's Table 1 (R, RTS, P, E) and its translated-and-cluttered 60×60 result
+    # (section 4.1: affine transformers, 6 crops of 6×6), at its own scale (a GPU's work) ...
+    "paper-distorted": _merge(_PAPER, _DISTORTED),
+    "paper-cluttered": _merge(_PAPER, dict(data=dict(variant="60x60-stn"))),
+    # ... and at the CPU scale (_CPU above).
+    "paper-distorted-cpu": _merge(_merge(_PAPER, _DISTORTED), _CPU),
+    "paper-cluttered-cpu": _merge(_merge(_PAPER, dict(data=dict(variant="60x60-stn"))), _CPU),
     # Seconds, for tests.
     "smoke": dict(
         models=("cnn", "stn", "mstn"),
@@ -56,14 +105,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         train=dict(batch_size=100, lr=2e-3, eval_every=1),
     ),
 }
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``over``, one level into sub-tables."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for k, v in over.items():
-        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _preset(name: str) -> dict[str, Any]:
@@ -82,7 +123,8 @@ def from_dict(values: dict[str, Any], name: str = "custom") -> ExperimentConfig:
 
 
 def preset(name: str, **overrides: Any) -> ExperimentConfig:
-    """The named preset (``seed``, ``demo`` or ``smoke``), with any fields overridden."""
+    """The named preset (``seed``, ``demo``, ``smoke``, ``paper-distorted``, ...; see
+    :data:`PRESETS`), with any fields overridden."""
     return from_dict(_merge(_preset(name), overrides), name=name)
 
 

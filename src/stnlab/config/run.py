@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from stnlab.config.errors import ConfigError
 from stnlab.config.model import ModelConfig
 from stnlab.config.options import Config, flatten, option
-from stnlab.config.vocabulary import DEFAULT_SIZES, SCHEDULES, SOURCES, VARIANTS
+from stnlab.config.vocabulary import DEFAULT_SIZES, OPTIMIZERS, SCHEDULES, SOURCES, VARIANTS
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig"]
 
@@ -61,7 +61,7 @@ class DataConfig(Config):
 
 @dataclass
 class TrainConfig(Config):
-    """How a model trains: Adam on full batches, evaluations, the device it runs on."""
+    """How a model trains: the optimizer on batches, evaluations, the device it runs on."""
 
     SECTION: ClassVar[str] = "train"
 
@@ -71,14 +71,27 @@ class TrainConfig(Config):
         "images per step over all processes (10,000 images at batch 200: 50 steps per epoch)",
         decides=True,
     )
-    lr: float = option(1e-3, "Adam's learning rate", decides=True)
+    iterations: int | None = option(
+        None,
+        "steps per epoch, taken in turn from a stream of shuffled passes over the training "
+        "set (default: one pass; an experiment: its iterations)",
+        decides=True,
+    )
+    optimizer: str = option(
+        "adam",
+        "adam, or sgd (plain stochastic gradient descent, no momentum: the STN paper's)",
+        decides=True,
+        choices=OPTIMIZERS,
+        noun="optimizer",
+    )
+    lr: float = option(1e-3, "the optimizer's learning rate", decides=True)
     loc_lr: float | None = option(
         None, "learning rate of the localization networks (default: --lr)", decides=True
     )
     # Chosen on validation accuracy (full-MNIST 40×40, default size, 30 epochs, seed 0):
     # with the zoomed stn, 5e-4 was the best of the decays tried from 0 to 2e-3, and it left
     # the cnn unchanged. The measurements: docs/results.md, "How the defaults were chosen".
-    weight_decay: float = option(5e-4, "Adam's L2 penalty", decides=True)
+    weight_decay: float = option(5e-4, "the optimizer's L2 penalty", decides=True)
     label_smoothing: float = option(
         0.0,
         "mix each target with the uniform distribution by this much (0: plain cross-entropy)",
@@ -87,7 +100,8 @@ class TrainConfig(Config):
     schedule: str = option(
         "constant",
         "how the learning rate changes over the run: cosine "
-        "falls to 0, step is x0.1 at 50% and 75%",
+        "falls to 0, step is x0.1 at 50% and 75%, thirds x0.1 at 1/3 and 2/3 (the STN "
+        "paper's: 150,000 iterations, /10 every 50,000)",
         decides=True,
         choices=SCHEDULES,
         noun="schedule",
@@ -104,11 +118,13 @@ class TrainConfig(Config):
         (), "more epochs to evaluate after (an experiment's budgets)", cli=False
     )
     device: str = option("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N")
-    amp: bool | None = option(
-        None,
-        "mixed precision (bfloat16 autocast; float16 with loss "
-        "scaling on GPUs without bfloat16); default: off, as these "
-        "small models train faster in float32, on GPUs too",
+    # None is auto too: older experiment files and experiment.json wrote it (then: off).
+    amp: bool | str | None = option(
+        "auto",
+        "mixed precision: auto trains in bfloat16 autocast where it is native and pays "
+        "(CPUs with AMX), float32 elsewhere (CUDA too: faster for these small models); "
+        "--amp forces autocast (bfloat16; float16 with loss scaling on GPUs without "
+        "bfloat16), --no-amp float32; a resumed run keeps the precision it recorded",
     )
     compile: bool = option(False, "torch.compile the model (pays off for long runs)")
     threads: int | None = option(None, "CPU threads of this process (default: torch's)")
@@ -140,7 +156,7 @@ class TrainConfig(Config):
     )
 
     def check(self) -> None:
-        self.positive("epochs", "batch_size", "lr", "loc_lr", "threads")
+        self.positive("epochs", "batch_size", "iterations", "lr", "loc_lr", "threads")
         self.require(
             self.checkpoint_every >= 0,
             "checkpoint_every",
@@ -168,6 +184,13 @@ class TrainConfig(Config):
             "needs the θ statistics (theta_images > 0)",
         )
         self.require(self.tensorboard != "", "tensorboard", "needs a folder name or none")
+        if self.amp is None:
+            object.__setattr__(self, "amp", "auto")
+        self.require(
+            self.amp in (True, False, "auto"),
+            "amp",
+            f"must be auto, true or false, got {self.amp!r}",
+        )
         bad = [e for e in self.eval_at if not 1 <= e <= self.epochs]
         self.require(not bad, "eval_at", f"must lie in 1..{self.epochs}, got {bad}")
         device = self.device.split(":")

@@ -13,6 +13,7 @@ __all__ = [
     "INVERT",
     "MIN_OPSET",
     "ONNX_OPSET",
+    "OPTIMIZERS",
     "PLACEMENTS",
     "REPORT_SAMPLES",
     "SCHEDULES",
@@ -22,7 +23,8 @@ __all__ = [
     "VARIANTS",
 ]
 
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "thirds")
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 SOURCES: tuple[str, ...] = ("embedded", "mnist")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 DEFAULT_SIZES: tuple[int, int, int] = (10_000, 1_000, 1_000)
@@ -35,13 +37,29 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "40x40": {},
     # RAM / STN "translated and cluttered" MNIST (the common 60x60 file has 6 patches).
     "60x60": dict(canvas=60, patches=4, patch_size=8, placement="uniform"),
-    # STN paper Table 1 (distortion ranges as stated there; no clutter).
+    # The same, named for what it is: the RAM paper's layout (Mnih et al., 2014), 4 crops of
+    # 8x8 from other digits.
+    "60x60-ram": dict(canvas=60, patches=4, patch_size=8, placement="uniform"),
+    # The STN paper's (section 4.1): the digit at a uniform position, 6 crops of 6x6 from
+    # other digits of the same split.
+    "60x60-stn": dict(canvas=60, patches=6, patch_size=6, placement="uniform"),
+    # STN paper Table 1 (no clutter). R: rotation uniform in ±90°. RTS: rotation ±45°,
+    # scale 0.7-1.2, the 28x28 digit box moved uniformly by up to ±7 px on each axis of a
+    # 42x42 canvas (anywhere it fits at scale 1). E: our choice (the paper gives none): the
+    # affine identity plus a smooth field, bicubic through a 4x4 grid of control points
+    # displaced by N(0, 1.5 px) each.
     "rotated": dict(canvas=28, patches=0, distortion="affine", rotation=90.0),
     "rts": dict(
         canvas=42, patches=0, distortion="affine", rotation=45.0, scale=(0.7, 1.2), shift=7.0
     ),
+    # Scale 0.75-1.0, then each corner moved by N(0, 0.15 x 14 px x scale), 2.1 px at most
+    # (kept as it was: earlier data and runs use it) ...
     "projective": dict(
         canvas=28, patches=0, distortion="projective", corner_std=0.15, scale=(0.75, 1.0)
+    ),
+    # ... and the paper's P: scale 0.75-1.0, then each corner moved by N(0, 5 px).
+    "projective-paper": dict(
+        canvas=28, patches=0, distortion="projective", corner_px=5.0, scale=(0.75, 1.0)
     ),
     "elastic": dict(canvas=28, patches=0, distortion="elastic", elastic_std=1.5),
 }

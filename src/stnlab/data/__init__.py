@@ -12,7 +12,7 @@ from stnlab.data.cluttered import VARIANTS, Variant, get_variant, make_cluttered
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
 from stnlab.data.idx import read_idx, write_idx
 from stnlab.data.io import load, save
-from stnlab.data.make import dataset_of, describe, file_of, make_dataset
+from stnlab.data.make import dataset_of, describe, file_of, make_dataset, train_size
 from stnlab.data.published import PUBLISHED, fetch_published, published_path
 from stnlab.data.sources import SOURCES, Digits, Pools, load_pools
 
@@ -38,5 +38,6 @@ __all__ = [
     "published_path",
     "read_idx",
     "save",
+    "train_size",
     "write_idx",
 ]

@@ -38,8 +38,9 @@ class Variant:
     digits touch the bottom edge at S=40), ``uniform`` draws both in 0..S-28, ``center``
     centres. Warped digits are centred and moved by up to ``shift`` pixels instead.
     ``rotation`` is the largest |angle| in degrees, ``corner_std`` the projective corner
-    noise (fraction of the digit's half-side), ``elastic_std`` the elastic control-point
-    displacement in pixels.
+    noise (fraction of the digit's half-side, scaled with the digit), ``corner_px`` more
+    projective corner noise in canvas pixels, after the scaling (the STN paper's),
+    ``elastic_std`` the elastic control-point displacement in pixels.
     """
 
     canvas: int = 40
@@ -51,6 +52,7 @@ class Variant:
     scale: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0
     corner_std: float = 0.0
+    corner_px: float = 0.0
     elastic_std: float = 0.0
 
     def __post_init__(self) -> None:
@@ -121,6 +123,8 @@ def _sample(rng: np.random.Generator, m: int, n: int, v: Variant) -> dict[str, n
     p["shift"] = rng.uniform(-v.shift, v.shift, size=(n, 2))
     if v.distortion == "projective":
         p["corners"] = rng.normal(0.0, v.corner_std, size=(n, 4, 2))
+        if v.corner_px:  # drawn only when set, so the variants without it keep their draws
+            p["jitter"] = rng.normal(0.0, v.corner_px, size=(n, 4, 2))
     if v.distortion == "elastic":
         p["control"] = rng.normal(0.0, v.elastic_std, size=(n, 2, 4, 4))
     return p
@@ -154,6 +158,8 @@ def _digit_layer(images: np.ndarray, p: dict, v: Variant) -> np.ndarray:
         unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
         corners = (unit + p["corners"]) * (DIGIT / 2) * p["scale"][:, None, None]
         corners = corners + p["shift"][:, None, :]  # (N, 4, 2) canvas pixels from centre
+        if "jitter" in p:
+            corners = corners + p["jitter"]
         grid = warp.grid_from_homography(warp.homographies(corners, v.canvas), v.canvas)
     else:
         theta = warp.affine_thetas(p["angle"], p["scale"], p["shift"], v.canvas)

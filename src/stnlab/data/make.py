@@ -3,7 +3,9 @@ or the file the config names."""
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from stnlab.config.errors import DataError
 from stnlab.data.cluttered import get_variant, make_cluttered
 from stnlab.data.dataset import SPLITS, ClutteredMNIST
 from stnlab.data.io import load
-from stnlab.data.published import fetch_published, get_published
+from stnlab.data.published import fetch_published, get_published, is_fetched, published_path
 from stnlab.data.sources import load_pools
 
 
@@ -71,6 +73,22 @@ def dataset_of(config: DataConfig, **variant: Any) -> ClutteredMNIST:
         cache_dir=config.cache_dir,
         **variant,
     )
+
+
+def train_size(config: DataConfig) -> int | None:
+    """The training images a data config gives; None for a published set not fetched yet."""
+    if config.path is None and not config.published:
+        return config.sizes[0]
+    if config.path is None and not is_fetched(config.published, config.cache_dir):
+        return None
+    file = Path(config.path or published_path(config.published, config.cache_dir))
+    return _train_size_of(str(file.resolve()), file.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_size_of(path: str, mtime: int) -> int:
+    """Training images in the file at ``path`` (read once per version of the file)."""
+    return len(load(path).y_train)
 
 
 def describe(config: DataConfig) -> str:

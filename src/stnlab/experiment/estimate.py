@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -25,10 +26,11 @@ from types import SimpleNamespace
 
 import torch
 
-from stnlab.config import ExperimentConfig, RunConfig, parse_address
+from stnlab.config import DataConfig, ExperimentConfig, RunConfig, parse_address
+from stnlab.config.experiment import label_of
 from stnlab.data import describe, get_variant, load, published_path
 from stnlab.experiment import planning
-from stnlab.experiment.cluster import cluster_threads, open_client
+from stnlab.experiment.cluster import CONNECT_CHECK_SECONDS, cluster_threads, open_client
 from stnlab.experiment.cluster.jobs import distributed
 from stnlab.experiment.placement import place
 from stnlab.experiment.runner import survey
@@ -51,10 +53,12 @@ PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, af
 
 @dataclass(frozen=True)
 class Speed:
-    """Images per second of one design here: through training steps, through evaluation."""
+    """Images per second of one design here: through training steps, through evaluation;
+    the precision the steps ran in, and why (``float32 (auto: ...)``)."""
 
     train: float
     evaluate: float
+    precision: str = ""
 
 
 def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> Speed:
@@ -62,7 +66,8 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     :func:`stnlab.train.loop.train` itself, on random images of ``shape``.
 
     Three epochs of ``steps`` steps: the first warms up, the faster of the other two counts
-    (the less disturbed by other work on a shared machine).
+    (the less disturbed by other work on a shared machine). The steps run in the precision
+    that the run itself would train in here (``train.amp``, resolved by :func:`train`).
     """
     b, g = run.train.batch_size, torch.Generator().manual_seed(0)
     x = torch.rand(steps * b, 1, *shape, generator=g)  # (steps × B, 1, H, W)
@@ -74,16 +79,18 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     quiet = dict(theta_images=0, stop_on_collapse=False, tensorboard=None)
     short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=(), **quiet))
     seconds: list[float] = []
+    said: list[str] = []  # train()'s "precision: ..." line
     threads = torch.get_num_threads()
     try:
         timed = [lambda r: isinstance(r, TrainRecord) and seconds.append(r.seconds)]
-        res = train(short, data, progress=False, on_record=timed)
+        res = train(short, data, progress=False, on_record=timed, log=said.append)
         t0 = time.perf_counter()
         evaluate(res.model, x, y)
         evaluating = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)  # train() set the run's
-    return Speed(train=len(x) / min(seconds[1:]), evaluate=len(x) / evaluating)
+    precision = said[0].removeprefix("precision: ") if said else ""
+    return Speed(len(x) / min(seconds[1:]), len(x) / evaluating, precision)
 
 
 def makespan(seconds: Sequence[float], slots: int) -> float:
@@ -106,8 +113,11 @@ def duration(seconds: float) -> str:
 # ----------------------------------------------------------------------------- the plan
 
 
-def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int], tuple[int, int]]:
-    """The line naming the data, its split sizes and its image size."""
+def _data(
+    config: ExperimentConfig, out: Path, base: DataConfig | None = None
+) -> tuple[str, tuple[int, int, int], tuple[int, int]]:
+    """The line naming the data, its split sizes and its image size (``base``: the data of
+    the experiment whose cell ``config`` is, which decides the file's name)."""
     canvas, file = get_variant(config.data.variant).canvas, config.data.path
     if file is None and config.data.published:  # not downloaded for a plan
         cached = published_path(config.data.published, config.data.cache_dir)
@@ -126,7 +136,7 @@ def _data(config: ExperimentConfig, out: Path) -> tuple[str, tuple[int, int, int
         h, w = ds.image_size
         line = f"the file {file}: {'/'.join(map(str, sizes))} train/valid/test {h}x{w}"
         return line, sizes, (h, w)
-    path = ExperimentDir(out).data_file
+    path = ExperimentDir(out).data_file_for(config.data, base or config.data)
     made = "made earlier" if path.is_file() else "to be made at the start"
     if config.data.source == "mnist" and not path.is_file():
         digits = config.data.source_dir or "the download cache (fetched once if missing)"
@@ -142,7 +152,7 @@ def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, s
     distributed()  # no Dask: one line, before any probe
     kind, n = parse_address(config.cluster)
     if kind != "local":
-        with open_client(config.cluster) as client:
+        with open_client(config.cluster, connect_timeout=CONNECT_CHECK_SECONDS) as client:
             n = cluster_threads(client)
     cuda = config.train.device != "cpu" and resolve_device("auto") == "cuda"
     what = f"the Dask cluster {config.cluster}: {n} worker threads"
@@ -168,45 +178,56 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
     out = Path(out)
     jobs = planning.plan(config)
     done = survey(config, out) if out.exists() else {j.name: 0 for j in jobs}
-    line, sizes, shape = _data(config, out)
-    config.check_train_size(sizes[0])
+    cells = {c: planning.cell_config(config, c) for c in dict.fromkeys(j.cell for j in jobs)}
+    data = {c: _data(cc, out, config.data) for c, cc in cells.items()}
+    for c, cc in cells.items():
+        cc.check_train_size(data[c][1][0])
     slots, where, threads, device = _slots(config, len(done))
-    speeds = {
-        m: probe(planning.run_config(config, _first(jobs, m), device, threads), shape)
-        for m in config.models
-    }
-    per_epoch = sizes[0] // config.train.batch_size * config.train.batch_size
+    speeds: dict[str, Speed] = {}  # by the model as built and the image size
+    names: dict[str, str] = {}  # how the speed lines name each
+    w = max(15, *(len(j.name) for j in jobs))  # the run column
     lines = [
         f"experiment {config.name!r}: {len(jobs)} runs. {planning.path_taken(config)}.",
-        f"data: {line}",
-        f"{'run':<22}{'epochs':>7}{'training images':>17}{'estimate':>12}",
+        *(f"data: {line}" for line in dict.fromkeys(d[0] for d in data.values())),
+        f"{'run':<{w + 7}}{'epochs':>7}{'training images':>17}{'estimate':>12}",
     ]
     total, left, times = 0, 0, []
     for job in jobs:
+        _, sizes, shape = data[job.cell]
+        steps = cells[job.cell].steps_per_epoch(sizes[0])
+        b = config.train.batch_size
+        per_epoch = steps * b if steps is not None else sizes[0] // b * b
         total += job.epochs * per_epoch
         if job.name not in done:
-            lines.append(
-                f"  runs/{job.name:<15}{job.epochs:>7}{job.epochs * per_epoch:>17,}{'finished':>12}"
-            )
+            trained = job.epochs * per_epoch
+            lines.append(f"  runs/{job.name:<{w}}{job.epochs:>7}{trained:>17,}{'finished':>12}")
             continue
-        evals = planning.run_config(config, job).train.eval_epochs()
+        run = planning.run_config(config, job, device, threads)
+        key = json.dumps([run.model.decisive(), shape])
+        if key not in speeds:
+            speeds[key] = probe(run, shape)
+            cell = ", ".join(f"{a} = {label_of(v)}" for a, v in job.cell)
+            names[key] = f"{job.model} ({cell})" if cell else job.model
+        s = speeds[key]
+        evals = run.train.eval_epochs()
         evaluated = sum(e > done[job.name] for e in evals) * (sizes[1] + sizes[2])
         images = (job.epochs - done[job.name]) * per_epoch
-        s = speeds[job.model]
         times.append(images / s.train + evaluated / s.evaluate)
         left += images
-        lines.append(f"  runs/{job.name:<15}{job.epochs:>7}{images:>17,}{duration(times[-1]):>12}")
+        lines.append(f"  runs/{job.name:<{w}}{job.epochs:>7}{images:>17,}{duration(times[-1]):>12}")
     lines.append(f"total: {total:,} training images, {left:,} of them left to train")
-    lines.append(
-        f"speed measured here on {device}, {threads} thread{'s' * (threads > 1)} a run "
-        f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
-        "images/s training | evaluating:"
-    )
-    lines += [f"  {m:<6}{s.train:>10,.0f} | {s.evaluate:,.0f}" for m, s in speeds.items()]
+    if speeds:
+        precision = next(iter(speeds.values())).precision
+        lines.append(
+            f"speed measured here on {device} in {precision}, "
+            f"{threads} thread{'s' * (threads > 1)} a run "
+            f"(the faster of 2 × {PROBE_STEPS} training steps per design after a warm-up), "
+            "images/s training | evaluating:"
+        )
+        width = max(6, *(len(n) for n in names.values()))
+        lines += [
+            f"  {names[k]:<{width}}{s.train:>10,.0f} | {s.evaluate:,.0f}" for k, s in speeds.items()
+        ]
     seconds = makespan(times, slots)
     lines.append(f"estimated wall time: {duration(seconds)}, {where}")
     return Cost(lines, seconds)
-
-
-def _first(jobs: Sequence[planning.Job], model: str) -> planning.Job:
-    return next(j for j in jobs if j.model == model)

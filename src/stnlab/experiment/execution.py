@@ -59,6 +59,7 @@ class Task:
     run: RunConfig
     out_dir: Path
     done: int = 0
+    data_path: Path | None = None  # its data file (None: the one the caller gives for all)
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,16 @@ def _run_job(spec: dict[str, Any]) -> Summary:
     return _train(run, load_data(spec["data_path"]), spec["out_dir"], spec["progress"], on_record)
 
 
-def train_here(tasks: Sequence[Task], data_path: Path, reporter: Reporter, progress: bool) -> None:
+def train_here(
+    tasks: Sequence[Task], data_path: Path | None, reporter: Reporter, progress: bool
+) -> None:
     """Train the runs one after another in this process, each with its own progress bar."""
     for i, task in enumerate(tasks):
         reporter.log(f"[{i + 1}/{len(tasks)}] {task.name}: {task.run.train.epochs} epochs")
         spec = {
             "run": task.run,
             "out_dir": str(task.out_dir),
-            "data_path": str(data_path),
+            "data_path": str(task.data_path or data_path),
             "progress": progress,
         }
         try:
@@ -224,7 +227,7 @@ def worker_device() -> str | None:
 
 
 def train_in_pool(
-    tasks: Sequence[Task], data_path: Path, devices: Sequence[str], reporter: Reporter
+    tasks: Sequence[Task], data_path: Path | None, devices: Sequence[str], reporter: Reporter
 ) -> None:
     """Train the runs in spawned worker processes, one per entry of ``devices``."""
     with get_context("spawn").Manager() as manager, start_pool(devices, manager) as pool:
@@ -235,7 +238,7 @@ def train_in_pool(
                 {
                     "run": t.run,
                     "out_dir": str(t.out_dir),
-                    "data_path": str(data_path),
+                    "data_path": str(t.data_path or data_path),
                     "progress": False,
                     "queue": records,
                 },
@@ -319,7 +322,7 @@ def cluster_device(client: Any, device: str) -> tuple[str, dict[str, int] | None
 
 def train_on_cluster(
     tasks: Sequence[Task],
-    data_path: Path,
+    data_path: Path | None,
     address: str,
     shared: bool | None,
     workdir: Path,
@@ -340,7 +343,6 @@ def train_on_cluster(
             f"now, runs on {device}, run folders "
             f"{where.get(found, 'written in place where workers see them')}"
         )
-        jobs = [cluster.ClusterJob(t.name, t.out_dir, {"run": _on(t.run, device)}) for t in tasks]
 
         def settle(outcome: cluster.JobOutcome) -> None:
             if outcome.ok:
@@ -348,15 +350,21 @@ def train_on_cluster(
             else:
                 reporter.failed(outcome.name, outcome.error, outcome.traceback)
 
-        cluster.run_jobs(
-            client,
-            cluster_job,
-            jobs,
-            workdir=workdir,
-            data=Path(data_path).read_bytes(),
-            load=load_npz_bytes,
-            on_event=reporter.event,
-            on_done=settle,
-            resources=resources,
-            shared=shared,
-        )
+        groups: dict[Path, list[Task]] = {}  # one data set on the workers at a time
+        for t in tasks:
+            groups.setdefault(Path(t.data_path or data_path), []).append(t)
+        for path, group in groups.items():
+            cluster.run_jobs(
+                client,
+                cluster_job,
+                [cluster.ClusterJob(t.name, t.out_dir, {"run": _on(t.run, device)}) for t in group],
+                workdir=workdir,
+                data=path.read_bytes(),
+                load=load_npz_bytes,
+                on_event=reporter.event,
+                on_done=settle,
+                peek=cluster.checkpoint_epoch,
+                on_retry=lambda retry: reporter.note(retry.describe()),
+                resources=resources,
+                shared=shared,
+            )

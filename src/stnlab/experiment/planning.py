@@ -17,10 +17,13 @@ from dataclasses import dataclass, replace
 
 from stnlab import models
 from stnlab.config import ConfigError, ExperimentConfig, RunConfig
-from stnlab.data import describe
+from stnlab.config.experiment import Cell, label_of
+from stnlab.data import describe, train_size
 
 __all__ = [
     "Job",
+    "axis_names",
+    "cell_config",
     "check_models",
     "describe_plan",
     "path_taken",
@@ -39,6 +42,7 @@ class Job:
     epochs: int
     budgets: tuple[int, ...]
     name: str  # the run's folder under DIR/runs
+    cell: Cell = ()  # the value of each axis of the experiment's grid
 
 
 def reuses_budgets(config: ExperimentConfig) -> bool:
@@ -47,8 +51,21 @@ def reuses_budgets(config: ExperimentConfig) -> bool:
 
 
 def plan(config: ExperimentConfig) -> list[Job]:
-    """The runs the config needs, in the order they are started (its models checked first)."""
+    """The runs the config needs, in the order they are started (its models checked first):
+    the runs of each cell of the grid in turn."""
     check_models(config)
+    jobs = []
+    for cell in config.cells():
+        suffix = "".join(
+            f"_{axis}={label_of(v)}"
+            for axis, v in zip(axis_names(config), dict(cell).values(), strict=True)
+        )
+        jobs += [replace(job, name=job.name + suffix, cell=cell) for job in _cell_plan(config)]
+    return jobs
+
+
+def _cell_plan(config: ExperimentConfig) -> list[Job]:
+    """The runs of one cell: one per (model, seed), or per (model, budget, seed)."""
     if reuses_budgets(config):
         top = max(config.budgets)
         return [
@@ -62,15 +79,28 @@ def plan(config: ExperimentConfig) -> list[Job]:
     ]
 
 
+def axis_names(config: ExperimentConfig) -> list[str]:
+    """How run names call each axis: its field's name (``size``), or the whole key where two
+    axes share a field name (``data.seed``, ``train.seed``)."""
+    short = [axis.rpartition(".")[2] for axis in config.grid]
+    return [s if short.count(s) == 1 else axis for s, axis in zip(short, config.grid, strict=True)]
+
+
+def cell_config(config: ExperimentConfig, cell: Cell) -> ExperimentConfig:
+    """The experiment in one cell of its grid (itself when it has no axes)."""
+    return config.at(cell) if cell else config
+
+
 def run_config(
     config: ExperimentConfig, job: Job, device: str | None = None, threads: int | None = None
 ) -> RunConfig:
-    """The config of one job's run: the experiment's, with the job's model, epochs and seed
-    (and ``device``/``threads`` where given).
+    """The config of one job's run: the experiment's in the job's cell, with the job's model,
+    epochs and seed (and ``device``/``threads`` where given).
 
     Besides its budgets a run is evaluated every ``train.eval_every`` epochs, by default
     about 50 times (the points of the training curves).
     """
+    config = cell_config(config, job.cell)
     every = config.train.eval_every or max(1, job.epochs // 50)
     train = replace(
         config.train,
@@ -78,6 +108,7 @@ def run_config(
         seed=job.seed,
         eval_at=job.budgets,
         eval_every=every,
+        iterations=config.steps_per_epoch(train_size(config.data)),
         device=device or config.train.device,
         threads=threads or config.train.threads,
     )
@@ -97,7 +128,13 @@ def check_models(config: ExperimentConfig) -> None:
 def path_taken(config: ExperimentConfig) -> str:
     """Which path the experiment takes (budget reuse or separate runs), and why."""
     t = config.train
-    setting = f"batch {t.batch_size}, Adam lr {t.lr:g}, {config.model.size}-size models"
+    optimizer = "Adam" if t.optimizer == "adam" else "SGD"
+    setting = f"batch {t.batch_size}, {optimizer} lr {t.lr:g}, {config.model.size}-size models"
+    if config.iterations is not None:
+        setting += f", {config.iterations} steps an epoch"
+    if config.grid:
+        axes = "; ".join(f"{a} = {', '.join(map(label_of, v))}" for a, v in config.grid.items())
+        setting += f"; in every cell of the grid ({axes})"
     if reuses_budgets(config):
         return (
             f"Budget reuse: one {max(config.budgets)}-epoch run per (model, seed), evaluated "
@@ -113,7 +150,8 @@ def describe_plan(config: ExperimentConfig) -> str:
     """The runs an experiment needs, one line each, after the path it takes."""
     jobs = plan(config)
     lines = [f"experiment {config.name!r}: {len(jobs)} runs. {path_taken(config)}."]
-    lines.append(f"data: {describe(config.data)}")
+    datas = {describe(cell_config(config, job.cell).data): None for job in jobs}
+    lines += [f"data: {d}" for d in datas]
     for job in jobs:
         at = ", ".join(map(str, job.budgets))
         lines.append(

@@ -16,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from stnlab import models
-from stnlab.config import ConfigError, ExperimentConfig, RunConfig
+from stnlab.config import ConfigError, DataConfig, ExperimentConfig, RunConfig
+from stnlab.config.experiment import Cell, label_of
 from stnlab.data import dataset_of, describe, file_of, save
 from stnlab.experiment import execution
-from stnlab.experiment.cluster.jobs import distributed
+from stnlab.experiment.cluster import check_reachable
 from stnlab.experiment.execution import Failure, Reporter, Task
 from stnlab.experiment.placement import Placement, place
-from stnlab.experiment.planning import Job, path_taken, plan, reuses_budgets, run_config
+from stnlab.experiment.planning import (
+    Job,
+    cell_config,
+    path_taken,
+    plan,
+    reuses_budgets,
+    run_config,
+)
 from stnlab.report import results
 from stnlab.runs import ExperimentDir
 from stnlab.runs.run_folder import CHECKPOINT, METRICS
@@ -79,18 +87,31 @@ def survey(config: ExperimentConfig, out: str | os.PathLike) -> dict[str, int]:
     return _survey(folder, jobs, {job.name: run_config(config, job) for job in jobs})
 
 
-def prepare_data(config: ExperimentConfig, out: Path, log: Callable[[str], None]) -> Path:
-    """The file every job loads: ``data.path``, the published set (downloaded once), or
-    ``DIR/data.npz`` generated once."""
+def prepare_data(
+    config: ExperimentConfig, out: Path, log: Callable[[str], None], base: DataConfig | None = None
+) -> Path:
+    """The file the jobs of ``config`` load: ``data.path``, the published set (downloaded
+    once), or a file generated once in ``out``: ``data.npz`` for the experiment's own data
+    (``base``, default: ``config.data``), another name for a cell's other data."""
     if (file := file_of(config.data)) is not None:
         path = Path(file).resolve()
     else:
-        path = ExperimentDir(out).data_file
+        path = ExperimentDir(out).data_file_for(config.data, base or config.data)
         if not path.is_file():
             log(f"making {describe(config.data)} -> {path}")
             save(dataset_of(config.data), path)
     config.check_train_size(len(execution.load_data(str(path)).y_train))
     return path
+
+
+def _prepare_cells(
+    config: ExperimentConfig, out: Path, jobs: Sequence[Job], log: Callable[[str], None]
+) -> dict[Cell, Path]:
+    """The data file of each cell with jobs, each distinct data set made once."""
+    paths: dict[Cell, Path] = {}
+    for cell in dict.fromkeys(job.cell for job in jobs):
+        paths[cell] = prepare_data(cell_config(config, cell), out, log, config.data)
+    return paths
 
 
 def _check_out(config: ExperimentConfig, out: ExperimentDir) -> None:
@@ -161,7 +182,7 @@ class _Session:
     config: ExperimentConfig
     folder: ExperimentDir
     where: Placement
-    data_path: Path
+    data_paths: dict[Cell, Path]  # the data file of each cell of the grid
     progress: bool
     log: Callable[[str], None]
 
@@ -177,22 +198,23 @@ def _start(
     """Place the runs, make the data and experiment.json, and say what will happen: the
     first writes, after every check has passed."""
     if config.cluster is not None:
-        distributed()  # no Dask: one line, before anything is written
+        check_reachable(config.cluster)  # no Dask, no scheduler: one line, before any write
     where = place(config, len(done))
     folder.path.mkdir(parents=True, exist_ok=True)
-    data_path = prepare_data(config, folder.path, log)
-    folder.write_record(config.to_dict(), reuses_budgets(config), data_path)
+    data_paths = _prepare_cells(config, folder.path, jobs, log)
+    folder.write_record(config.to_dict(), reuses_budgets(config), next(iter(data_paths.values())))
     skipped = [job.name for job in jobs if job.name not in done]
     for line in _plan_lines(config, jobs, skipped, where):
         log(line)
-    return _Session(config, folder, where, data_path, progress, log)
+    return _Session(config, folder, where, data_paths, progress, log)
 
 
 def _task(session: _Session, job: Job, done: int) -> Task:
     """The task that trains (or resumes, after ``done`` epochs) ``job`` where it is placed."""
     where = session.where
     run = run_config(session.config, job, where.device, where.threads)
-    return Task(job.name, run, session.folder.run(job.name).path.resolve(), done)
+    out_dir, data = session.folder.run(job.name).path.resolve(), session.data_paths[job.cell]
+    return Task(job.name, run, out_dir, done, data)
 
 
 def _override(
@@ -219,17 +241,15 @@ def _train_tasks(s: _Session, tasks: list[Task], jobs: dict[str, Job]) -> list[F
         if not tasks:
             pass
         elif not several:
-            execution.train_here(tasks, s.data_path, reporter, s.progress)
+            execution.train_here(tasks, None, reporter, s.progress)
         elif s.where.cluster is not None:
             shared = {"auto": None, "yes": True, "no": False}[s.config.shared_fs]
             workdir = s.folder.path.resolve()
             ordered = _longest_first(s.config, tasks, jobs)
-            execution.train_on_cluster(
-                ordered, s.data_path, s.where.cluster, shared, workdir, reporter
-            )
+            execution.train_on_cluster(ordered, None, s.where.cluster, shared, workdir, reporter)
         else:
             ordered = _longest_first(s.config, tasks, jobs)
-            execution.train_in_pool(ordered, s.data_path, s.where.devices, reporter)
+            execution.train_in_pool(ordered, None, s.where.devices, reporter)
     finally:
         reporter.close()
     return sorted(reporter.failures, key=lambda f: f.name)  # not in completion order
@@ -246,6 +266,12 @@ def _write_outcome(
     notes = [f"Data: {describe(config.data)}.", path_taken(config) + "."]
     notes += [f"Run {f.name} failed: {f.message}." for f in failed]
     title = f"Experiment `{config.name}`: test accuracy"
+    if config.grid:
+        grid = results.grid_estimates(folder, rows) if rows else None
+        if grid is not None:
+            folder.write_grid(results.grid_rows(grid))
+        folder.write_summary(results.grid_markdown(folder, rows, grid, title, notes))
+        return
     comparisons = results.compare(folder, rows) if rows else None
     folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
 
@@ -293,16 +319,23 @@ def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, A
         for b in job.budgets:
             valid, test = evs.get((b, "valid")), evs.get((b, "test"))
             if valid is not None and test is not None:
+                precision = run.precision()  # read only from a run with results
                 rows.append(
                     {
+                        **{axis: label_of(value) for axis, value in job.cell},
                         "model": job.model,
                         "epochs": b,
                         "seed": job.seed,
                         "valid_accuracy": valid.accuracy,
                         "test_accuracy": test.accuracy,
                         "train_seconds": test.train_seconds,
+                        "precision": precision,
                         "run": job.name,
                     }
                 )
+    cells = {cell: i for i, cell in enumerate(dict.fromkeys(job.cell for job in jobs))}
+    cell_of = {job.name: cells[job.cell] for job in jobs}
     order = {name: i for i, name in enumerate(dict.fromkeys(job.model for job in jobs))}
-    return sorted(rows, key=lambda r: (order[r["model"]], r["epochs"], r["seed"]))
+    return sorted(
+        rows, key=lambda r: (cell_of[r["run"]], order[r["model"]], r["epochs"], r["seed"])
+    )

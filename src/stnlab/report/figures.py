@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "ControlPoints",
     "Sampled",
     "comparison",
     "confusions",
@@ -27,6 +28,9 @@ __all__ = [
 
 _COLORS = colormaps["tab10"].colors
 _OUTLINE = ("#ff3b30", "#00c7ff", "#ffcc00")  # stage 1, stage 2, ...: bright on grey digits
+_POINTS = colormaps["rainbow"]  # TPS control point k has the same colour on input and output
+_MARKERS = ("o", "s", "D")  # TPS control points of stage 1, 2, ...
+_FRAME = "#ffffff"  # where the user's own picture lies in a padded input
 
 
 def _subplots(rows: int, cols: int, figsize, **kwargs) -> tuple[Figure, np.ndarray]:
@@ -134,11 +138,25 @@ def curves(history: Mapping[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> F
 
 
 @dataclass
+class ControlPoints:
+    """A thin-plate spline's control points: ``target`` (K, 2) where they rest in the
+    stage's output, in output pixels; ``source`` (N, K, 2) where θ sends them in the
+    input image, in input pixels (the output's pixel at target k reads the input at
+    source k)."""
+
+    source: np.ndarray
+    target: np.ndarray
+
+
+@dataclass
 class Sampled:
     """One design's transformer outputs for the sampled images.
 
     ``outputs`` holds each stage's (N, H', W') image (feature maps averaged over
-    channels), ``outlines`` each stage's grid border in input pixels (N, M, 2).
+    channels), ``outlines`` each stage's grid border in input pixels (N, M, 2);
+    ``lattices`` each stage's warped grid lines in input pixels (N, L, P, 2) and
+    ``controls`` its :class:`ControlPoints`, where the stage is a thin-plate spline
+    (``None`` otherwise).
     """
 
     name: str
@@ -147,6 +165,16 @@ class Sampled:
     predictions: np.ndarray  # (N,)
     stage_titles: list[str] = field(default_factory=list)
     captions: list[list[str]] = field(default_factory=list)  # per stage, per image: under it
+    lattices: list[np.ndarray | None] = field(default_factory=list)
+    controls: list[ControlPoints | None] = field(default_factory=list)
+
+    def lattice(self, stage: int) -> np.ndarray | None:
+        """Stage ``stage``'s warped grid lines (N, L, P, 2), if it has them."""
+        return self.lattices[stage] if stage < len(self.lattices) else None
+
+    def control(self, stage: int) -> ControlPoints | None:
+        """Stage ``stage``'s control points, if it is a thin-plate spline."""
+        return self.controls[stage] if stage < len(self.controls) else None
 
 
 def _bare(ax) -> None:
@@ -172,42 +200,94 @@ def sampled(
     labels: np.ndarray | None,
     designs: Sequence[Sampled],
     row_titles: Sequence[str] | None = None,
+    frames: Sequence[Sequence[float] | None] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> Figure:
     """Rows of test images: per design, the input with its grid outlines, then each stage.
 
     Without ``labels`` (the user's own images) predictions are shown uncoloured, and
-    ``row_titles`` (default ``label K``) name the rows.
+    ``row_titles`` (default ``label K``) name the rows. A thin-plate spline's stage also
+    shows its warped grid and its control points' sources on the input and their targets
+    on its output, point k in the same colour on both. ``frames`` gives, per image, the
+    rectangle (x0, y0, x1, y1) in input pixels where a padded picture lies (drawn dotted),
+    or ``None``; ``notes`` a line under each input (what was done to the picture).
     """
     if row_titles is None:
         row_titles = [f"label {k}" for k in labels] if labels is not None else []
     cols = [(d, s) for d in designs for s in [None, *range(len(d.outputs))]]
     n = len(images)
+    tps = any(c is not None for d in designs for c in d.controls)
     fig, axes = _subplots(
-        n, len(cols), (1.75 * len(cols), 1.75 * n + 0.9), squeeze=False, layout="constrained"
+        n,
+        len(cols),
+        (1.75 * len(cols), 1.75 * n + 0.9 + 0.2 * tps),  # a title line more for TPS points
+        squeeze=False,
+        layout="constrained",
     )
     for j, (d, stage) in enumerate(cols):
         for i in range(n):
             ax = axes[i, j]
             _bare(ax)
             if stage is None:
-                _input_panel(ax, images[i], [line[i] for line in d.outlines])
+                _input_panel(ax, images[i], d, i)
+                if frames is not None and frames[i] is not None:
+                    _frame(ax, frames[i])
+                if notes:
+                    ax.set_xlabel(notes[i], fontsize=8)
             else:
                 _stage_panel(ax, d, stage, i, None if labels is None else labels[i])
             if j == 0 and row_titles:
                 ax.set_ylabel(row_titles[i], fontsize=10)
         title = "input + grid" if stage is None else d.stage_titles[stage]
         axes[0, j].set_title(f"{d.name}\n{title}", fontsize=9)
-    fig.suptitle(_sampled_title(labels is not None, narrow=len(cols) < 4), fontsize=10)
+    fig.suptitle(_sampled_title(labels is not None, narrow=len(cols) < 4, tps=tps), fontsize=10)
     return fig
 
 
-def _input_panel(ax, image: np.ndarray, outlines: Sequence[np.ndarray]) -> None:
-    """The input image (H, W) with each stage's grid outline (M, 2): solid first, dashed next."""
+def _input_panel(ax, image: np.ndarray, d: Sampled, i: int) -> None:
+    """Input image ``i`` (H, W) with each stage's grid outline (M, 2), solid first, dashed
+    next; a thin-plate spline's warped grid and its control points' sources too."""
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    for k, line in enumerate(outlines):
-        closed = np.concatenate([line, line[:1]])  # (M + 1, 2)
-        ax.plot(*closed.T, color=_OUTLINE[k % 3], lw=1.5, ls="-" if k == 0 else "--")
-    _fit(ax, image.shape, outlines)
+    shown = []
+    for k, line in enumerate(d.outlines):
+        color = _OUTLINE[k % 3]
+        lattice, control = d.lattice(k), d.control(k)
+        if lattice is not None:
+            for j, part in enumerate(lattice[i]):  # (P, 2) each
+                ax.plot(*part.T, color=color, lw=0.6, alpha=0.7, gid=f"lattice-{k}-{j}")
+            shown.extend(lattice[i])
+        closed = np.concatenate([line[i], line[i][:1]])  # (M + 1, 2)
+        ax.plot(*closed.T, color=color, lw=1.5, ls="-" if k == 0 else "--", gid=f"outline-{k}")
+        shown.append(line[i])
+        if control is not None:
+            _points(ax, control.source[i], k, f"control-source-{k}")
+            shown.append(control.source[i])
+    _fit(ax, image.shape, shown)
+
+
+def _points(ax, points: np.ndarray, stage: int, gid: str, clip: bool = True) -> None:
+    """Control points (K, 2), point k coloured k of K (the same on input and output), in
+    the stage's marker (circles first, squares next); without ``clip``, drawn whole on the
+    panel's edge."""
+    shades = _POINTS(np.linspace(0, 1, len(points)))
+    ax.scatter(
+        *points.T,
+        s=14,
+        c=shades,
+        marker=_MARKERS[stage % len(_MARKERS)],
+        edgecolors="black",
+        linewidths=0.5,
+        zorder=3,
+        clip_on=clip,
+        gid=gid,
+    )
+
+
+def _frame(ax, frame: Sequence[float]) -> None:
+    """The rectangle (x0, y0, x1, y1) where the user's picture lies in a padded input."""
+    x0, y0, x1, y1 = frame
+    xs, ys = [x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0]
+    ax.plot(xs, ys, color=_FRAME, lw=1, ls=":", gid="picture-frame")
 
 
 def _stage_panel(ax, d: Sampled, stage: int, i: int, label: int | None) -> None:
@@ -216,6 +296,10 @@ def _stage_panel(ax, d: Sampled, stage: int, i: int, label: int | None) -> None:
     out = d.outputs[stage][i]
     lo, hi = (0, 1) if stage == 0 else (out.min(), out.max() + 1e-8)
     ax.imshow(out, cmap="gray" if stage == 0 else "magma", vmin=lo, vmax=hi)
+    if (control := d.control(stage)) is not None:
+        _points(ax, control.target, stage, f"control-target-{stage}", clip=False)
+        h, w = out.shape
+        ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))  # the image; edge points unclipped
     if stage == len(d.outputs) - 1:
         if label is None:
             color = "#4da3ff"
@@ -235,15 +319,23 @@ def _stage_panel(ax, d: Sampled, stage: int, i: int, label: int | None) -> None:
         ax.set_xlabel(d.captions[stage][i], fontsize=8)
 
 
-def _sampled_title(labelled: bool, narrow: bool) -> str:
-    """The sampled figure's title and legend, on three short lines when the figure is narrow."""
+def _sampled_title(labelled: bool, narrow: bool, tps: bool = False) -> str:
+    """The sampled figure's title and legend, on three short lines when the figure is narrow
+    (a fourth on the control points of a thin-plate spline)."""
     head = "Sampled STN results" if labelled else "What the transformer looked at"
     verdict = " (green = right)" if labelled else ""
     if narrow:
-        return f"{head}\ngrids: solid 1st, dashed 2nd\nnumber: prediction{verdict}"
+        dots = "\ndots: TPS control points, in → out" if tps else ""
+        return f"{head}\ngrids: solid 1st, dashed 2nd\nnumber: prediction{verdict}{dots}"
+    dots = (
+        "\ndots: TPS control points, where θ sends them on the input and where they rest "
+        "on the output (same colour, same point)"
+        if tps
+        else ""
+    )
     return (
         f"{head}\ngrid outline: solid = first transformer, dashed = second; "
-        f"corner number = prediction{verdict}"
+        f"corner number = prediction{verdict}{dots}"
     )
 
 

@@ -34,6 +34,7 @@ from stnlab.report import results
 from stnlab.report.introspect import sample_design
 from stnlab.report.sections import FIGURES, SECTIONS, Inputs, Shown
 from stnlab.runs import EvalRecord, ExperimentDir, RunDir, ThetaRecord, TrainRecord
+from stnlab.runs.experiment_folder import axes_of
 
 __all__ = ["FIGURES", "final_runs", "write_report"]
 
@@ -121,7 +122,7 @@ def _body(found: Inputs) -> tuple[str, dict[str, bytes]]:
     return "".join(parts), pngs
 
 
-def _read(folder: ExperimentDir, samples: int) -> Inputs:
+def _read(folder: ExperimentDir, samples: int, cell: str | None = None) -> Inputs:
     """Everything the sections draw from (see :class:`stnlab.report.sections.Inputs`)."""
     rows = folder.results()
     if not rows:
@@ -129,6 +130,10 @@ def _read(folder: ExperimentDir, samples: int) -> Inputs:
     record = folder.record()
     if record is None:
         raise ReportError(f"{folder.path} has no experiment.json (is it an experiment folder?)")
+    grid, shown = None, ""
+    if axes_of(rows):
+        grid = results.grid_estimates(folder, rows)
+        shown, rows = _cell(rows, cell)
     runs = {m: [folder.run(r) for r in names] for m, names in final_runs(rows).items()}
     found = Inputs(
         rows,
@@ -138,12 +143,44 @@ def _read(folder: ExperimentDir, samples: int) -> Inputs:
         theta_history={m: h for m, r in runs.items() if (h := _theta_curves(r)) is not None},
         predictions={m: _predictions(r) for m, r in runs.items()},
         comparisons=results.compare(folder, rows),
+        grid=grid,
+        cell=shown,
     )
-    path = next((p for p in (record["data_path"], folder.data_file) if os.path.isfile(p)), None)
+    path = _data_file(folder, record, next(iter(runs.values()))[0])
     if path is not None:
         found.data = load(path)
         _sample(found, samples)
     return found
+
+
+def _cell(rows: list[dict[str, Any]], wanted: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """The cell the report's sections show, named as ``model.size = small, ...``, and its rows:
+    ``wanted`` (``AXIS=VALUE,...``, any axes left out free), else the grid's last cell."""
+    axes, cells = axes_of(rows), results.grid_cells(rows)
+    chosen = list(cells)
+    if wanted:
+        pairs = [p.partition("=") for p in wanted.split(",")]
+        asked = {a.strip(): v.strip() for a, _, v in pairs}
+        unknown = [a for a in asked if a not in axes]
+        if unknown or any(not sep for _, sep, _ in pairs):
+            raise ReportError(f"--cell {wanted!r}: give AXIS=VALUE pairs of the axes {axes}")
+        chosen = [c for c in cells if all(c[axes.index(a)] == v for a, v in asked.items())]
+        if not chosen:
+            known = "; ".join(
+                ", ".join(f"{a}={v}" for a, v in zip(axes, c, strict=True)) for c in cells
+            )
+            raise ReportError(f"--cell {wanted!r} matches no cell with results; cells: {known}")
+    cell = chosen[-1]
+    return ", ".join(f"{a} = {v}" for a, v in zip(axes, cell, strict=True)), cells[cell]
+
+
+def _data_file(folder: ExperimentDir, record: dict[str, Any], run: RunDir) -> str | None:
+    """The data file the shown runs trained on, if it is still there."""
+    data = run.run_config().data
+    generated = data.path is None and not data.published
+    mine = folder.data_file_for(data, record["data"]) if generated else None
+    found = (p for p in (mine, data.path, record["data_path"]) if p and os.path.isfile(p))
+    return next(iter(found), None)
 
 
 def _sample(found: Inputs, samples: int) -> None:
@@ -177,19 +214,23 @@ def _theta_curves(runs: list[RunDir]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return epochs, np.stack(area), np.stack(outside)
 
 
-def write_report(out: str | os.PathLike, samples: int = REPORT_SAMPLES) -> Path:
+def write_report(
+    out: str | os.PathLike, samples: int = REPORT_SAMPLES, cell: str | None = None
+) -> Path:
     """Write DIR/figures/*.png and DIR/report.html for the experiment in ``out``.
 
     Args:
         out: the experiment folder.
         samples: how many test images the sampled figure shows.
+        cell: with a grid, the cell the sections after "Across the grid" show, as
+            ``AXIS=VALUE,...`` (default: the last cell).
 
     Raises:
         UserError: ``out`` has no finished runs, or a file it reads is missing or damaged
             (nothing is written then).
     """
     folder = ExperimentDir(out)
-    found = _read(folder, samples)
+    found = _read(folder, samples, cell)
     body, pngs = _body(found)
     return folder.write_report(_html(folder, found, body), pngs, FIGURES)
 

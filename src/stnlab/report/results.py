@@ -11,16 +11,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stnlab.report import significance
+from stnlab.runs.experiment_folder import axes_of
 
 if TYPE_CHECKING:
     from stnlab.runs.experiment_folder import ExperimentDir
 
 __all__ = [
+    "GridEstimates",
     "Stats",
+    "accuracy_series",
     "best_per_budget",
     "compare",
     "correctness",
     "format_stats",
+    "grid_cells",
+    "grid_estimates",
+    "grid_from_rows",
+    "grid_markdown",
+    "grid_rows",
+    "grid_table",
     "ranking",
     "summarize",
     "summary_caption",
@@ -56,6 +65,25 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], Stats]:
         secs = sum(float(r["train_seconds"]) for r in group) / len(group)
         out[key] = Stats(len(acc), mean, math.sqrt(var), min(acc), max(acc), secs)
     return out
+
+
+def accuracy_series(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """Per design: the budgets (B,) and each run's test accuracy in % (R, B); and the mean
+    training seconds at each budget (B,): what :func:`figures.comparison` draws."""
+    accuracy, seconds = {}, {}
+    for m in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == m]
+        budgets = sorted({int(r["epochs"]) for r in mine})
+        seeds = sorted({r["seed"] for r in mine})
+        acc = np.full((len(seeds), len(budgets)), np.nan)
+        for r in mine:
+            acc[seeds.index(r["seed"]), budgets.index(int(r["epochs"]))] = 100 * r["test_accuracy"]
+        stats = summarize(mine)
+        accuracy[m] = (np.array(budgets), acc)
+        seconds[m] = np.array([stats[(m, b)].seconds for b in budgets])
+    return accuracy, seconds
 
 
 def best_per_budget(stats: dict[tuple[str, int], Stats]) -> dict[int, str]:
@@ -161,4 +189,141 @@ def summary_markdown(
     if comparisons and len(names) > 1:
         lines += ["", "## Are the differences real?", ""]
         lines.append(significance.significance_markdown(comparisons).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ the grid's cells
+
+
+def grid_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The rows of each cell of the grid (its axes' values, as results.csv writes them)."""
+    axes, cells = axes_of(rows), {}
+    for row in rows:
+        cells.setdefault(tuple(row[a] for a in axes), []).append(row)
+    return cells
+
+
+@dataclass(frozen=True)
+class GridEstimates:
+    """The designs across the grid's cells after the last budget: each design's test error
+    and the error ratio of every later design to the first, with their intervals."""
+
+    axes: list[str]
+    budget: int
+    designs: list[str]
+    errors: dict[tuple[str, ...], dict[str, significance.Estimate]]  # cell -> design -> error
+    ratios: dict[tuple[str, ...], dict[str, significance.Estimate]]  # cell -> design -> ratio
+
+
+def grid_estimates(folder: ExperimentDir, rows: Sequence[dict[str, Any]]) -> GridEstimates:
+    """:class:`GridEstimates` from results rows with axes and the runs' predictions."""
+    top = max(int(r["epochs"]) for r in rows)
+    designs = list(dict.fromkeys(r["model"] for r in rows))
+    errors, ratios = {}, {}
+    for cell, cell_rows in grid_cells(rows).items():
+        correct = correctness(folder, [r for r in cell_rows if int(r["epochs"]) == top]).get(
+            top, {}
+        )
+        errors[cell] = {m: significance.error_interval(c) for m, c in correct.items()}
+        first = correct.get(designs[0])
+        ratios[cell] = {
+            m: significance.error_ratio(c, first)
+            for m, c in correct.items()
+            if m != designs[0] and first is not None
+        }
+    return GridEstimates(axes_of(rows), top, designs, errors, ratios)
+
+
+def grid_rows(grid: GridEstimates) -> list[dict[str, Any]]:
+    """The estimates as grid.csv rows (fractions; no ratio for the first design)."""
+    rows = []
+    for cell, errors in grid.errors.items():
+        for m, e in errors.items():
+            r = grid.ratios[cell].get(m)
+            rows.append(
+                {
+                    **dict(zip(grid.axes, cell, strict=True)),
+                    "model": m,
+                    "epochs": grid.budget,
+                    "error": e.value,
+                    "error_low": e.low,
+                    "error_high": e.high,
+                    "ratio": r.value if r else "",
+                    "ratio_low": r.low if r else "",
+                    "ratio_high": r.high if r else "",
+                }
+            )
+    return rows
+
+
+def grid_from_rows(rows: Sequence[dict[str, Any]]) -> GridEstimates:
+    """The estimates read back from grid.csv rows."""
+    axes = axes_of(rows)
+    errors: dict[tuple[str, ...], dict[str, significance.Estimate]] = {}
+    ratios: dict[tuple[str, ...], dict[str, significance.Estimate]] = {}
+    for row in rows:
+        cell = tuple(row[a] for a in axes)
+        errors.setdefault(cell, {})[row["model"]] = significance.Estimate(
+            row["error"], row["error_low"], row["error_high"]
+        )
+        ratios.setdefault(cell, {})
+        if row["ratio"] is not None:
+            ratios[cell][row["model"]] = significance.Estimate(
+                row["ratio"], row["ratio_low"], row["ratio_high"]
+            )
+    designs = list(dict.fromkeys(r["model"] for r in rows))
+    return GridEstimates(axes, rows[0]["epochs"], designs, errors, ratios)
+
+
+def grid_table(grid: GridEstimates) -> tuple[list[str], list[list[str]]]:
+    """Per cell: each design's test error (%) with its 95% interval, and the error ratio of
+    every other design to the first, with its interval."""
+    names = grid.designs
+    header = [
+        *grid.axes,
+        *(f"{m} error %" for m in names),
+        *(f"{m} / {names[0]}" for m in names[1:]),
+    ]
+    body = []
+    for cell, errors in grid.errors.items():
+        shown = [_shown(errors.get(m), 100) for m in names]
+        shown += [_shown(grid.ratios[cell].get(m), 1) for m in names[1:]]
+        body.append([*cell, *shown])
+    return header, body
+
+
+def _shown(e: significance.Estimate | None, scale: float) -> str:
+    """``4.10 (3.20–5.05)``; "–" for none."""
+    if e is None:
+        return "–"
+    return f"{scale * e.value:.2f} ({scale * e.low:.2f}–{scale * e.high:.2f})"
+
+
+def grid_markdown(
+    folder: ExperimentDir,
+    rows: Sequence[dict[str, Any]],
+    grid: GridEstimates | None,
+    title: str,
+    notes: Sequence[str] = (),
+) -> str:
+    """summary.md of an experiment with axes: the designs across the cells at the last budget
+    (``grid``), then each cell's own summary (its table and its designs compared within it)."""
+    if not rows or grid is None:
+        return summary_markdown(rows, title, notes)
+    header, body = grid_table(grid)
+    lines = [f"# {title}", "", *notes, "", "## Across the grid", ""]
+    lines += [
+        f"After {grid.budget} epochs: test error (%) of each design with its 95% interval "
+        "(over test images and runs), and its error over the first design's, with its "
+        "interval (below 1: fewer errors).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cells) + " |" for cells in body),
+    ]
+    axes = axes_of(rows)
+    for cell, cell_rows in grid_cells(rows).items():
+        name = ", ".join(f"{a} = {v}" for a, v in zip(axes, cell, strict=True))
+        part = summary_markdown(cell_rows, name, comparisons=compare(folder, cell_rows))
+        lines += ["", *("#" + line if line.startswith("#") else line for line in part.splitlines())]
     return "\n".join(lines) + "\n"

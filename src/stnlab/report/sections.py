@@ -8,7 +8,7 @@ declarations, so adding a figure is one decorated function here.
 
 Example:
     >>> FIGURES[:2]
-    ('comparison', 'differences')
+    ('grid', 'comparison')
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from stnlab import models
 from stnlab.data import ClutteredMNIST
 from stnlab.diagnostics import measure_model
-from stnlab.report import figures, results
+from stnlab.report import figures, grid_figures, results
 from stnlab.report import theta_figures as figures_theta
 from stnlab.runs import RunDir
 from stnlab.train import monitor
@@ -49,6 +49,8 @@ class Inputs:
     data: ClutteredMNIST | None = None  # the data set, when its file is still there
     sampled: list[figures.Sampled] = field(default_factory=list)
     index: np.ndarray | None = None  # the test images of the sampled figure
+    grid: results.GridEstimates | None = None  # the designs across the grid's cells
+    cell: str = ""  # the cell the other sections show ("model.size = small"), "" for no grid
 
 
 # What a figure's function returns: the Figure; or the Figure and the values of its caption's
@@ -101,9 +103,12 @@ class Section:
         return write
 
     def show(self, found: Inputs) -> Iterator[str | Shown]:
-        """The section's HTML parts and figures for ``found``, in page order."""
-        yield f"<h2>{html.escape(self.title)}</h2>"
+        """The section's HTML parts and figures for ``found``, in page order; nothing at all
+        when its ``absent`` note is empty."""
         note = self.absent(found) if self.absent is not None else None
+        if note == "":
+            return
+        yield f"<h2>{html.escape(self.title)}</h2>"
         if note is not None:
             yield note
             return
@@ -143,6 +148,35 @@ def _table(
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
 
 
+# ------------------------------------------------------------------------------ the grid
+
+GRID = _section("Across the grid", absent=lambda found: None if found.grid else "")
+
+
+@GRID.figure(
+    "grid",
+    "Top: test error of each design after {budget} epochs in each cell of the grid, along "
+    "each axis; the band is its 95% interval (over test images and runs). Bottom: each "
+    "design's error over {first}'s, with its interval; below the dashed line it errs less.",
+)
+def _grid(found: Inputs) -> Drawing:
+    """Error and error ratio against each axis (:func:`grid_figures.grid_figure`)."""
+    grid = found.grid
+    return grid_figures.grid_figure(grid), {"budget": grid.budget, "first": grid.designs[0]}
+
+
+@GRID.html
+def _grid_table(found: Inputs) -> str:
+    """The same numbers as a table, then which cell the sections below show."""
+    header, body = results.grid_table(found.grid)
+    shown = (
+        f"<p>The sections below show one cell: <b>{html.escape(found.cell)}</b> "
+        "(<code>stnlab report DIR --cell AXIS=VALUE,...</code> shows another; summary.md "
+        "has every cell).</p>"
+    )
+    return _table(header, body) + shown
+
+
 # ------------------------------------------------------------------------------ comparison
 
 COMPARISON = _section("Comparison of network results")
@@ -156,18 +190,7 @@ COMPARISON = _section("Comparison of network results")
 )
 def _comparison(found: Inputs) -> Drawing:
     """Each design's test accuracy (R, B) per budget, and its mean training time per budget."""
-    accuracy, seconds = {}, {}
-    for m in dict.fromkeys(r["model"] for r in found.rows):
-        mine = [r for r in found.rows if r["model"] == m]
-        budgets = sorted({r["epochs"] for r in mine})
-        seeds = sorted({r["seed"] for r in mine})
-        acc = np.full((len(seeds), len(budgets)), np.nan)
-        for r in mine:
-            acc[seeds.index(r["seed"]), budgets.index(r["epochs"])] = 100 * r["test_accuracy"]
-        stats = results.summarize(mine)
-        accuracy[m] = (np.array(budgets), acc)
-        seconds[m] = np.array([stats[(m, b)].seconds for b in budgets])
-    return figures.comparison(accuracy, seconds)
+    return figures.comparison(*results.accuracy_series(found.rows))
 
 
 @COMPARISON.html

@@ -30,9 +30,12 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "Difference",
+    "Estimate",
     "McNemar",
     "accuracy_difference",
     "compare_designs",
+    "error_interval",
+    "error_ratio",
     "format_difference",
     "mcnemar",
     "ranking_sentence",
@@ -116,6 +119,14 @@ def _column_patterns(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """Differences of mean accuracy over ``resamples`` joint resamples of images and runs."""
+    mean_a, mean_b = _bootstrap_means(a, b, resamples, seed)
+    return mean_a - mean_b
+
+
+def _bootstrap_means(
+    a: np.ndarray, b: np.ndarray, resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean accuracy of a and of b over ``resamples`` joint resamples of images and runs."""
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     # Resampling N images with replacement only changes how often each distinct column
@@ -124,7 +135,54 @@ def _bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> np.nd
     weights = rng.multinomial(n, counts / n, size=resamples)  # (B, K) images per pattern
     correct = weights.astype(np.float64) @ patterns / n  # (B, Ra + Rb) accuracy of each run
     ra = len(a)
-    return _resampled_run_mean(correct[:, :ra], rng) - _resampled_run_mean(correct[:, ra:], rng)
+    return _resampled_run_mean(correct[:, :ra], rng), _resampled_run_mean(correct[:, ra:], rng)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its percentile-bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+def _interval(samples: np.ndarray, value: float, level: float) -> Estimate:
+    tail, finite = (1 - level) / 2, samples[np.isfinite(samples)]
+    if not len(finite):  # a ratio over designs that made no error anywhere
+        return Estimate(float(value), float("nan"), float("nan"))
+    low, high = np.quantile(finite, [tail, 1 - tail])
+    return Estimate(float(value), float(low), float(high))
+
+
+def error_interval(
+    correct: ArrayLike, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> Estimate:
+    """A design's mean test error, with its interval over test images and runs."""
+    c = _as_runs(correct, "correct")
+    accuracy, _ = _bootstrap_means(c, c, resamples, seed)
+    return _interval(1 - accuracy, 1 - c.mean(), level)
+
+
+def error_ratio(
+    correct_a: ArrayLike,
+    correct_b: ArrayLike,
+    *,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Estimate:
+    """Mean test error of a over that of b (below 1: a errs less), with a paired interval
+    (the same images resampled for both, each design's runs on their own)."""
+    a, b = _paired(correct_a, correct_b)
+    mean_a, mean_b = _bootstrap_means(a, b, resamples, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (1 - mean_a) / (1 - mean_b)
+        value = (1 - a.mean()) / (1 - b.mean()) if b.mean() < 1 else float("nan")
+    return _interval(ratios, value, level)
 
 
 def accuracy_difference(

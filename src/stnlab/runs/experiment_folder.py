@@ -2,8 +2,11 @@
 
     experiment.json   the config, whether runs are reused across budgets, the data file
     data.npz          the data set every run trains on (when the config generates it)
+    data-HASH.npz     the data set of the grid's cells whose data differs (one per data config)
     runs/NAME/        one training run each (:class:`stnlab.runs.run_folder.RunDir`)
-    results.csv       one row per model × budget × seed
+    results.csv       one row per model × budget × seed (× cell: a column per axis first)
+    grid.csv          with a grid: per cell and design, the test error after the last budget
+                      and the error over the first design's, with their 95% intervals
     summary.md        test accuracy per model and budget
     report.html       the report, with its figures in figures/NAME.png
 
@@ -15,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -27,17 +31,37 @@ from stnlab.config.errors import ConfigError, RunFolderError
 from stnlab.runs.atomic import atomic_write
 from stnlab.runs.run_folder import RunDir
 
-__all__ = ["RESULT_COLUMNS", "ExperimentDir"]
+__all__ = ["GRID_COLUMNS", "RESULT_COLUMNS", "ExperimentDir", "axes_of"]
 
-RECORD, RESULTS, SUMMARY, REPORT, DATA = (
+RECORD, RESULTS, SUMMARY, REPORT, DATA, GRID = (
     "experiment.json",
     "results.csv",
     "summary.md",
     "report.html",
     "data.npz",
+    "grid.csv",
+)
+# grid.csv: the axes' columns, then these (fractions; the ratio is empty for the first design).
+GRID_COLUMNS = (
+    "model",
+    "epochs",
+    "error",
+    "error_low",
+    "error_high",
+    "ratio",
+    "ratio_low",
+    "ratio_high",
 )
 # results.csv: the protocol's columns, then the run folder each row comes from.
-RESULT_COLUMNS = ("model", "epochs", "seed", "valid_accuracy", "test_accuracy", "train_seconds")
+RESULT_COLUMNS = (
+    "model",
+    "epochs",
+    "seed",
+    "valid_accuracy",
+    "test_accuracy",
+    "train_seconds",
+    "precision",  # float32, bfloat16 or float16; empty in files written before it was
+)
 _TYPES = {
     "epochs": int,
     "seed": int,
@@ -46,6 +70,12 @@ _TYPES = {
     "train_seconds": float,
 }
 _RERUN = "run `stnlab experiment` on this folder again to rewrite it (finished runs are kept)"
+
+
+def axes_of(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The grid's axes that results rows carry: their keys before ``model`` (none: [])."""
+    keys = list(rows[0]) if rows else []
+    return keys[: keys.index("model")] if "model" in keys else []
 
 
 class ExperimentDir:
@@ -64,6 +94,14 @@ class ExperimentDir:
     def data_file(self) -> Path:
         """Where the experiment keeps the data set it generates."""
         return self.file(DATA)
+
+    def data_file_for(self, data: DataConfig, base: DataConfig) -> Path:
+        """Where a cell's generated data set is kept: data.npz for the experiment's own
+        ``base`` data, ``data-HASH.npz`` (from the fields that decide it) for other data."""
+        if data.decisive() == base.decisive():
+            return self.data_file
+        digest = hashlib.sha256(json.dumps(data.decisive(), sort_keys=True).encode())
+        return self.file(f"data-{digest.hexdigest()[:12]}.npz")
 
     def figure(self, name: str) -> Path:
         return self.path / "figures" / f"{name}.png"
@@ -105,9 +143,11 @@ class ExperimentDir:
     # ------------------------------------------------------------------------- results.csv
 
     def write_results(self, rows: Sequence[dict[str, Any]]) -> None:
-        """results.csv: one row per model × budget × seed, floats to 6 decimals."""
+        """results.csv: one row per model × budget × seed (× cell, its axes' columns first),
+        floats to 6 decimals."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=[*RESULT_COLUMNS, "run"], lineterminator="\n")
+        header = [*axes_of(rows), *RESULT_COLUMNS, "run"]
+        writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
@@ -129,10 +169,14 @@ class ExperimentDir:
         lines = text.splitlines()
         reader = csv.DictReader(lines, strict=True)
         try:
-            if tuple(reader.fieldnames or ()) != (*RESULT_COLUMNS, "run"):
+            header, tail = tuple(reader.fieldnames or ()), (*RESULT_COLUMNS, "run")
+            if "precision" not in header and header[-1:] == ("run",):  # older: no precision
+                header = (*header[:-1], "precision", "run")
+            axes = header[: len(header) - len(tail)]
+            if header[len(axes) :] != tail or not all("." in a for a in axes):
                 raise RunFolderError(
-                    f"{path} does not start with the header "
-                    f"{','.join((*RESULT_COLUMNS, 'run'))}; {_RERUN}"
+                    f"{path} does not have the header [AXES,]{','.join(tail)} (an axis is a "
+                    f"config field such as model.size); {_RERUN}"
                 )
             return [self._row(path, i + 2, row) for i, row in enumerate(reader)]
         except csv.Error as exc:
@@ -142,9 +186,9 @@ class ExperimentDir:
     def _row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
         if None in row or None in row.values() or not row["model"] or not row["run"]:
             raise RunFolderError(
-                f"{path} line {number} does not have the header's "
-                f"{len(RESULT_COLUMNS) + 1} columns; {_RERUN}"
+                f"{path} line {number} does not have the header's {len(row)} columns; {_RERUN}"
             )
+        row.setdefault("precision", "")
         for key, kind in _TYPES.items():
             try:
                 row[key] = kind(row[key])
@@ -153,6 +197,31 @@ class ExperimentDir:
                     f"{path} line {number}: {key} {row[key]!r} is not a number; {_RERUN}"
                 ) from None
         return row
+
+    # ------------------------------------------------------------------------- grid.csv
+
+    def write_grid(self, rows: Sequence[dict[str, Any]]) -> None:
+        """grid.csv: one row per cell and design (the axes' columns first)."""
+        buf = io.StringIO()
+        header = [*axes_of(rows), *GRID_COLUMNS]
+        writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
+        self._write(GRID, buf.getvalue())
+
+    def grid_rows(self) -> list[dict[str, Any]]:
+        """The rows of grid.csv, numbers parsed (None where a ratio is empty)."""
+        path = self.file(GRID)
+        try:
+            rows = list(csv.DictReader(path.read_text().splitlines(), strict=True))
+            for row in rows:
+                row["epochs"] = int(row["epochs"])
+                for key in GRID_COLUMNS[2:]:
+                    row[key] = float(row[key]) if row[key] else None
+        except (OSError, csv.Error, KeyError, TypeError, ValueError) as exc:
+            raise RunFolderError(f"{path} cannot be read ({exc}); {_RERUN}") from None
+        return rows
 
     # ------------------------------------------------------------------------- summary, report
 

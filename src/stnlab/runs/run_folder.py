@@ -184,6 +184,18 @@ class RunDir:
             return []
         return run.differences(self.run_config().to_dict())
 
+    def precision(self) -> str:
+        """The precision the run trained in (float32, bfloat16 or float16), as config.json
+        records it; for a run written before it did, from its ``train.amp``; empty for a
+        finished run without config.json (nothing else needs it)."""
+        if self.is_finished() and not self.file(CONFIG).exists():
+            return ""
+        config = self.config()
+        if isinstance(config.get("precision"), str):
+            return config["precision"]
+        train = config.get("train")
+        return "bfloat16" if isinstance(train, dict) and train.get("amp") is True else "float32"
+
     def write_summary(self, summary: RunSummary) -> None:
         """summary.json, the last file a run writes."""
         self._write_json(SUMMARY, summary.to_dict())

@@ -28,8 +28,9 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -88,21 +89,44 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
     if schedule == "step":
         return 0.1 ** sum(epoch > m * epochs for m in (0.5, 0.75))
+    if schedule == "thirds":
+        return 0.1 ** sum(3 * (epoch - 1) >= m * epochs for m in (1, 2))
     return 1.0
 
 
 def epoch_batches(
-    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+    n: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world: int = 1,
+    iterations: int | None = None,
 ) -> Tensor:
     """This rank's sample indices for each iteration of ``epoch``: (iters, batch_size // world).
 
-    The shuffle depends on (seed, epoch) only, so a resumed run sees the same batches.
-    Each global batch is dealt out across ranks; the incomplete last batch is dropped.
+    Without ``iterations`` an epoch is one pass over the ``n`` images (the incomplete last
+    batch dropped). With it, an epoch is ``iterations`` batches taken in turn from a stream
+    of passes, each a fresh shuffle, so every image is seen equally often whatever ``n``;
+    when the stream's passes line up with the epochs it gives the same batches as the one
+    pass. The shuffles depend on (seed, pass) only, so a resumed run sees the same batches.
+    Each global batch is dealt out across ranks.
     """
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
-    iters = n // batch_size
-    perm = torch.randperm(n, generator=g)[: iters * batch_size]
+    if iterations is None or iterations * batch_size == n:
+        iters = n // batch_size if iterations is None else iterations
+        perm = _shuffle(n, seed, epoch)[: iters * batch_size]
+    else:
+        iters, take = iterations, iterations * batch_size
+        start = (epoch - 1) * take  # where this epoch starts in the stream of passes
+        passes = range(start // n + 1, (start + take - 1) // n + 2)
+        perm = torch.cat([_shuffle(n, seed, p) for p in passes])[start % n :][:take]
     return perm.view(iters, batch_size)[:, rank::world]  # (iters, B / world)
+
+
+def _shuffle(n: int, seed: int, number: int) -> Tensor:
+    """Shuffle ``number`` (1-based) of ``n`` indices for ``seed``."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + number) % 2**63)
+    return torch.randperm(n, generator=g)
 
 
 def loss(logits: Tensor, labels: Tensor, cfg: TrainConfig) -> Tensor:
@@ -112,13 +136,16 @@ def loss(logits: Tensor, labels: Tensor, cfg: TrainConfig) -> Tensor:
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam; the localization networks form their own group when ``loc_lr`` is set."""
+    """Adam or plain SGD; the localization networks form their own group when ``loc_lr`` is
+    set."""
     loc = list(model.localization_parameters()) if cfg.loc_lr is not None else []
     loc_ids = {id(p) for p in loc}
     rest = [p for p in model.parameters() if id(p) not in loc_ids]
     groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
     if loc:
         groups.append({"params": loc, "lr": cfg.loc_lr, "base_lr": cfg.loc_lr})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     # Fused Adam updates all parameters in one kernel; the default's loop over them costs much
     # of a step on CPU, where the FC layers hold most weights (benchmarks/bench_train.py
     # measures it, docs/benchmarks.md). foreach where fused is unsupported.
@@ -135,6 +162,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_record: Sequence[Sink] = (),
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``run.model`` on ``data`` (a :class:`~stnlab.data.ClutteredMNIST`).
 
@@ -150,6 +178,8 @@ def train(
             is reloaded and returned. Without it a folder that holds a run is an error.
         progress: draw a tqdm progress bar.
         on_record: callbacks that get each record as it is made (the metrics.jsonl lines).
+        log: where the line naming the run's precision goes before it trains (``None``:
+            nowhere, unless a resumed run keeps a precision slower here: then to stderr).
 
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
@@ -161,7 +191,7 @@ def train(
     dist, device = distributed.setup(torch.device(resolve_device(run.train.device)))
     try:
         folder = RunDir(out_dir) if out_dir is not None else None
-        return _train(_start(run, data, folder, dist, device), resume, progress, on_record)
+        return _train(_start(run, data, folder, dist, device), resume, progress, on_record, log)
     finally:
         distributed.teardown(dist)
 
@@ -179,10 +209,17 @@ def _start(
     return RunState(run, data, model, optimizer, precision, dist, device, folder)
 
 
-def _train(s: RunState, resume: bool, progress: bool, on_record: Sequence[Sink]) -> TrainResult:
+def _train(
+    s: RunState,
+    resume: bool,
+    progress: bool,
+    on_record: Sequence[Sink],
+    log: Callable[[str], None] | None,
+) -> TrainResult:
     finished = open_run(s, resume)
     if finished is not None:
         return finished
+    _announce(s, log)
     s.sinks = _consumers(s, on_record)
     try:
         _epochs(s, progress)
@@ -196,6 +233,18 @@ def _train(s: RunState, resume: bool, progress: bool, on_record: Sequence[Sink])
     if s.out is not None:
         finish(s, s.out, summary)
     return TrainResult(s.model, summary, s.evaluations, s.folder.path if s.folder else None)
+
+
+def _announce(s: RunState, log: Callable[[str], None] | None) -> None:
+    """Name the precision the run trains in (main process): to ``log``, or as a warning on
+    stderr when a resumed run keeps one that is slower here than auto's choice."""
+    if not s.dist.is_main:
+        return
+    if log is not None:
+        log(s.precision.describe())
+    elif s.precision.kept:
+        where = s.folder.path if s.folder is not None else s.config.model.name
+        tqdm.write(f"warning: {where}: {s.precision.describe()}", file=sys.stderr)
 
 
 def _as_run(
@@ -314,11 +363,13 @@ def _network(s: RunState) -> nn.Module:
 
 
 def _train_epoch(s: RunState, net: nn.Module, data: _Tensors, epoch: int, bar: tqdm) -> TrainRecord:
-    """One pass over the training set, this rank's share of each batch; the epoch's record."""
+    """One epoch (:func:`epoch_batches`), this rank's share of each batch; the epoch's record."""
     cfg, x, y = s.config.train, data.x_train, data.y_train
     for group in s.optimizer.param_groups:
         group["lr"] = group["base_lr"] * lr_factor(cfg.schedule, epoch, cfg.epochs)
-    batches = epoch_batches(len(y), cfg.batch_size, cfg.seed, epoch, s.dist.rank, s.dist.world_size)
+    batches = epoch_batches(
+        len(y), cfg.batch_size, cfg.seed, epoch, s.dist.rank, s.dist.world_size, cfg.iterations
+    )
     s.model.train()
     t0 = time.perf_counter()
     # Running sums stay on the device: no host sync per step.

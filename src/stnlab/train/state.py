@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,7 +124,9 @@ def open_run(s: RunState, resume: bool) -> TrainResult | None:
     elif s.out is not None:
         s.out.start_metrics()
     if s.out is not None:
-        s.out.write_config(s.config, **_facts(s.data, s.dist.world_size))
+        s.out.write_config(
+            s.config, precision=s.precision.name, **_facts(s.data, s.dist.world_size)
+        )
     return None
 
 
@@ -138,6 +140,7 @@ def _restore(s: RunState, folder: RunDir) -> None:
     metrics.jsonl to the checkpoint's lines."""
     ck = folder.load_checkpoint()
     _refuse_changes(s.config.differences(ck.config), "checkpoint's")
+    _keep_precision(s, ck.config)
     try:
         s.model.load_state_dict(ck.model)
         s.optimizer.load_state_dict(ck.optimizer)
@@ -158,6 +161,15 @@ def _restore(s: RunState, folder: RunDir) -> None:
     if s.out is not None:  # drop the lines of an epoch cut short
         s.out.rewind_metrics(ck.metrics_bytes)
     s.epoch, s.train_seconds, s.saved = ck.epoch, ck.train_seconds, ck.epoch
+
+
+def _keep_precision(s: RunState, saved: dict[str, Any]) -> None:
+    """Go on in the precision the checkpoint's run trained in (its resolved ``train.amp``),
+    on any machine: see :meth:`MixedPrecision.resumed`."""
+    train = saved.get("train")
+    recorded = isinstance(train, dict) and train.get("amp") is True
+    s.precision = s.precision.resumed(recorded, s.device)
+    s.config = replace(s.config, train=replace(s.config.train, amp=s.precision.enabled))
 
 
 def _facts(data: Splits, world: int) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(describe_cost(config, out))
         return 0
+    print(_precision(config))
     result = runner.run_experiment(config, out, progress=not args.quiet)
     failed = f", {len(result.failed)} failed" if result.failed else ""
     print(
@@ -74,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"summary: {out / 'summary.md'}")
     print(f"results: {out / 'results.csv'}")
     return _failures(result.failed)
+
+
+def _precision(config: ExperimentConfig) -> str:
+    """The precision new runs train in here (resumed ones keep the one they recorded)."""
+    from stnlab.train.devices import describe_precision
+
+    line = describe_precision(config.train)
+    return line + ("; cluster workers choose on their own hardware" if config.cluster else "")
 
 
 def _failures(failed) -> int:

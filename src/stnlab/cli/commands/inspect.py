@@ -3,7 +3,9 @@
 Prints, per transformer, the median and 10–90% spread of :func:`stnlab.diagnostics.measure`'s
 figures on a split of a data file (area ratio, out-of-image fraction, centre shift, distance
 from the identity and, for matrix families, scale, rotation and shear), then the collapse
-conditions it meets, worded as training's warnings.
+conditions it meets, worded as training's warnings. ``--show PATH`` draws what the
+transformers do to the first images of the split, as ``stnlab predict --show`` does (a
+thin-plate spline's control points and warped grid included).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import json
 
 from stnlab.cli.flags import add_options, given
-from stnlab.config import EVAL_BATCH, SPLITS, TrainConfig
+from stnlab.config import EVAL_BATCH, REPORT_SAMPLES, SPLITS, TrainConfig
 from stnlab.config.errors import CommandError
 
 HELP = "print what each spatial transformer of a trained run does (θ statistics on a data file)"
@@ -25,6 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=EVAL_BATCH, help="images per forward pass")
     add_options(p, TrainConfig, only=["device"])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument(
+        "--show",
+        metavar="PATH.png",
+        help="also save a picture of the first --samples images of the split: each input with "
+        "the sampling grid's outline (a thin-plate spline's warped grid and control points "
+        "too), each transformer's output, and the prediction (green right, red wrong)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=REPORT_SAMPLES,
+        help=f"images in the --show picture (default {REPORT_SAMPLES})",
+    )
 
 
 def _name(figure: str) -> str:
@@ -57,17 +72,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.samples <= 0:
+        raise CommandError(f"--samples must be positive, got {args.samples}")
     model = models.load(args.run_dir)
     design = model.config.name
     if not find_transformers(model):
         raise CommandError(f"model {design!r} has no spatial transformer to inspect")
-    x = load_split(args.data, args.split, model)[0]  # checked against the model's input
+    x, y = load_split(args.data, args.split, model)  # checked against the model's input
+    shown = _show(model, x, y, args) if args.show else None
     device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
     model = model.to(device)
     measured = measure_model(model, x.to(device), batch_size=args.batch_size)
     summaries = {name: summarize(figures) for name, figures in measured.items()}
     if args.json:
-        print(json.dumps({"split": args.split, "n": len(x), "transformers": summaries}))
+        picture = {} if shown is None else {"picture": str(shown)}
+        print(json.dumps({"split": args.split, "n": len(x), "transformers": summaries, **picture}))
         return 0
     print(f"{args.run_dir}: {design}, θ on {len(x)} {args.split} images of {args.data}")
     transformers = find_transformers(model)
@@ -78,4 +97,16 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(_table(list(figures), summaries[name])))
         found = collapse(summaries[name], monitor.label(design, name))
         print("\n".join(f"  warning: {text}" for text in found.values()) or "  no sign of collapse")
+    if shown is not None:
+        n = min(args.samples, len(x))
+        print(f"\nwhat the transformers did to the first {n} {args.split} images: {shown}")
     return 0
+
+
+def _show(model, x, y, args: argparse.Namespace):
+    """Save the --show picture of the split's first --samples images (on the CPU)."""
+    from stnlab.predict import show
+
+    n = min(args.samples, len(x))
+    names = [f"{args.split} #{i}, label {int(y[i])}" for i in range(n)]
+    return show(model, x[:n], args.show, names, labels=[int(k) for k in y[:n]])

@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=REPORT_SAMPLES,
         help=f"test images in the sampled-STN figure (default {REPORT_SAMPLES})",
     )
+    p.add_argument(
+        "--cell",
+        metavar="AXIS=VALUE,...",
+        help="with a grid: the cell that the sections after 'Across the grid' show, e.g. "
+        "model.size=large (default: the last cell)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise CommandError(f"--samples must be positive, got {args.samples}")
-    path = write_report(args.dir, samples=args.samples)
+    path = write_report(args.dir, samples=args.samples, cell=args.cell)
     print(f"report: {path}")
     print(f"figures: {args.dir / 'figures'}")
     return 0

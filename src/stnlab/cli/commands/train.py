@@ -53,11 +53,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{m.name}-{m.size}-s{t.seed}")
     if not args.resume and RunDir(out).holds_run():
         raise CommandError(f"{out} already holds a run; pass --resume or choose another --out")
+    main = int(os.environ.get("RANK", "0")) == 0
     res = train(
-        config, dataset_of(config.data), out_dir=out, resume=args.resume, progress=not args.quiet
+        config,
+        dataset_of(config.data),
+        out_dir=out,
+        resume=args.resume,
+        progress=not args.quiet,
+        log=print if main and not args.quiet else None,
     )
     s = res.summary
-    if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:
+    if main and not args.quiet:
         print(
             f"{s.model} ({s.size}, {s.parameters:,} parameters), {s.epochs} epochs, "
             f"seed {s.seed}: valid {s.valid_accuracy:.2%}, test {s.test_accuracy:.2%}, "

@@ -18,7 +18,8 @@ How :func:`run_jobs` runs jobs:
   trains in a temporary folder, seeded with the files the run folder already holds, and
   returns the folder's files, which the client writes atomically into the run folder.
 * A lost worker costs no result: the scheduler runs its task again elsewhere (up to
-  ``distributed.scheduler.allowed-failures`` times, default 3). A job that fails by itself
+  ``distributed.scheduler.allowed-failures`` times, default 3), and ``on_retry`` hears of
+  it (:class:`Retry`: where the job went on, and from which epoch). A job that fails by itself
   is not retried: its error comes back once, in its :class:`JobOutcome`, and the others go on.
 * Ctrl-C cancels every job submitted; running ones stop at their next event.
 * Jobs given ``resources={"GPU": 1}`` run only on workers started with ``--resources GPU=K``;
@@ -31,7 +32,9 @@ Example:
 """
 
 from stnlab.experiment.cluster.client import (
+    CONNECT_CHECK_SECONDS,
     EVENT_WAIT_SECONDS,
+    check_reachable,
     cluster_threads,
     detect_shared,
     open_client,
@@ -46,9 +49,12 @@ from stnlab.experiment.cluster.jobs import (
     JobContext,
     JobOutcome,
     Record,
+    Retry,
 )
+from stnlab.experiment.cluster.worker import checkpoint_epoch
 
 __all__ = [
+    "CONNECT_CHECK_SECONDS",
     "EVENT_WAIT_SECONDS",
     "INSTALL_HINT",
     "ClusterError",
@@ -57,6 +63,9 @@ __all__ = [
     "JobContext",
     "JobOutcome",
     "Record",
+    "Retry",
+    "check_reachable",
+    "checkpoint_epoch",
     "cluster_threads",
     "detect_shared",
     "open_client",

@@ -23,6 +23,7 @@ from stnlab.experiment.cluster.jobs import (
     JobOutcome,
     Record,
     Reply,
+    Retry,
     Run,
     distributed,
     read_folder,
@@ -33,8 +34,10 @@ from stnlab.experiment.cluster.jobs import (
 from stnlab.experiment.cluster.worker import attempt
 
 __all__ = [
+    "CONNECT_CHECK_SECONDS",
     "EVENT_WAIT_SECONDS",
     "LOCAL_DASK_CONFIG",
+    "check_reachable",
     "cluster_threads",
     "detect_shared",
     "open_client",
@@ -44,6 +47,7 @@ __all__ = [
 
 EVENT_WAIT_SECONDS = 5.0  # how long a finished job's last events may lag behind its result
 STOP_WAIT_SECONDS = 60.0  # after an interrupt, how long to wait for running jobs to stop
+CONNECT_CHECK_SECONDS = 5.0  # how long check_reachable waits for a scheduler to answer
 # A local:N cluster's bookkeeping, made rarer: its scheduler, nannies and workers share this
 # machine's cores with the training (Dask's defaults: a 10 ms profiler, 0.5 s system monitor,
 # 0.1 s memory monitor), and with the defaults the training steps ran slower than in a plain
@@ -127,10 +131,42 @@ def open_client(address: str, connect_timeout: float = 30.0) -> Iterator[Any]:
     try:
         client = dist.Client(**target, timeout=connect_timeout)
     except (OSError, TimeoutError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ClusterError(f"cannot reach the Dask scheduler at {where}: {first}") from None
+        raise _unreachable(kind, where, exc, connect_timeout) from None
     with client:
         yield client
+
+
+def _unreachable(kind: str, where: str, exc: BaseException, timeout: float) -> ClusterError:
+    """The one line for a scheduler that did not answer: where, why, and what to check."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if first.startswith("Timed out"):  # Dask's own text repeats the address
+        first = f"no answer within {timeout:g} s"
+    if kind == "file":
+        return ClusterError(
+            f"cannot reach the Dask scheduler of the scheduler file {where}: {first}; check "
+            "that the scheduler that wrote it is still running and that this machine can "
+            "reach the address it holds"
+        )
+    return ClusterError(
+        f"cannot reach the Dask scheduler at {where}: {first}; check that `dask scheduler` "
+        "runs there and that this machine can reach that host and port (address, firewall)"
+    )
+
+
+def check_reachable(address: str, timeout: float = CONNECT_CHECK_SECONDS) -> None:
+    """Check, before anything is written, that a cluster can be used: Dask is installed and
+    a scheduler at ``address`` (or in its scheduler file) answers within ``timeout`` seconds.
+
+    ``local:N`` is started later by :func:`open_client`; only Dask is checked for it.
+
+    Raises:
+        ClusterError: no Dask, a bad address, or no scheduler answering there, in one line.
+    """
+    kind, _ = parse_address(address)
+    distributed()
+    if kind != "local":
+        with open_client(address, connect_timeout=timeout):
+            pass
 
 
 def cluster_threads(client: Any) -> int:
@@ -185,11 +221,13 @@ def _check_resources(client: Any, resources: Mapping[str, float] | None) -> None
 class _Collector:
     """The client's side of a run: receives events, settles finished jobs, cancels on Ctrl-C."""
 
-    def __init__(self, client: Any, tag: str, on_event, on_done, event_wait: float):
+    def __init__(self, client: Any, tag: str, on_event, on_done, on_retry, event_wait: float):
         self.client, self.on_event, self.on_done = client, on_event, on_done
+        self.on_retry = on_retry
         self.tag, self.event_wait = tag, event_wait  # the tag ends each job's task key
         self.events: queue.Queue[Record] = queue.Queue()
         self.counts: Counter[str] = Counter()  # events received per attempt
+        self.begun: dict[str, tuple[str, str]] = {}  # job → (its last attempt, that worker)
 
     def receive(self, event: tuple[float, Record]) -> None:
         """Subscription handler (runs on the client's event-loop thread): queue the message."""
@@ -200,12 +238,22 @@ class _Collector:
         try:
             msg = self.events.get(timeout=timeout)
             while True:
-                self.counts[msg["attempt"]] += 1
-                if self.on_event is not None:
-                    self.on_event(msg["job"], msg["record"])
+                if "begin" in msg:
+                    self.begin(msg)
+                else:
+                    self.counts[msg["attempt"]] += 1
+                    if self.on_event is not None:
+                        self.on_event(msg["job"], msg["record"])
                 msg = self.events.get_nowait()
         except queue.Empty:
             pass
+
+    def begin(self, msg: dict[str, Any]) -> None:
+        """An attempt began; a job's second attempt means that its worker was lost."""
+        job, now = msg["job"], (msg["attempt"], msg["begin"])
+        before, self.begun[job] = self.begun.get(job), now
+        if before is not None and before[0] != now[0] and self.on_retry is not None:
+            self.on_retry(Retry(job, before[1], now[1], msg["start"], msg["shared"]))
 
     def settle(self, future: Any, job: ClusterJob) -> JobOutcome:
         """The outcome of a finished future; a not-shared run's files are written home first."""
@@ -290,6 +338,8 @@ def run_jobs(
     load: Callable[[Any], Any] | None = None,
     on_event: Callable[[str, Record], None] | None = None,
     on_done: Callable[[JobOutcome], None] | None = None,
+    peek: Callable[[Path], int | None] | None = None,
+    on_retry: Callable[[Retry], None] | None = None,
     resources: Mapping[str, float] | None = None,
     shared: bool | None = None,
     event_wait: float = EVENT_WAIT_SECONDS,
@@ -312,6 +362,10 @@ def run_jobs(
         on_event: called on this thread as ``on_event(job name, record)`` for each record;
             after a lost worker, a resumed job sends the epochs since its checkpoint again.
         on_done: called on this thread with each job's outcome as it ends.
+        peek: an importable function run on the worker at the start of each attempt on the
+            folder the job trains in: the epochs it holds already (a retry's ``start``).
+        on_retry: called on this thread with a :class:`Retry` when a job begins again
+            because its worker was lost (say so to the user: ``retry.describe()``).
         resources: what each job holds while it runs, e.g. ``{"GPU": 1}``.
         shared: None detects whether workers share ``workdir``; True insists (a worker that
             does not is an error of its job); False always sends run folders back.
@@ -337,8 +391,9 @@ def run_jobs(
         gpu=bool(resources and resources.get("GPU")),
         data=f"stnlab-data-{tag}" if data is not None else None,
         load=load,
+        peek=peek,
     )
-    collector = _Collector(client, tag, on_event, on_done, event_wait)
+    collector = _Collector(client, tag, on_event, on_done, on_retry, event_wait)
     try:
         client.subscribe_topic(run.topic, collector.receive)
         if data is not None:

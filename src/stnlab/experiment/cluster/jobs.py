@@ -23,6 +23,7 @@ __all__ = [
     "JobContext",
     "JobOutcome",
     "Record",
+    "Retry",
     "distributed",
 ]
 
@@ -100,6 +101,33 @@ class Run:
     gpu: bool  # whether each job holds a GPU slot
     data: str | None = None  # the name of the Variable holding the pickled data set
     load: Callable[[Any], Any] | None = None  # turns that data into ctx.data
+    peek: Callable[[Path], int | None] | None = None  # epochs a run folder holds already
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A job begun again because the worker running it was lost (Dask ran its task elsewhere)."""
+
+    name: str
+    lost: str  # the address of the worker lost
+    worker: str  # the address of the worker that runs it now
+    start: int | None  # epochs trained already in the folder it starts from (None: unknown)
+    shared: bool  # it trains in the client's own folder (else in a copy sent with its task)
+
+    def describe(self) -> str:
+        """One line for the user, such as ``lost the worker running stn-s0
+        (tcp://10.0.0.5:40123); resumed it on tcp://10.0.0.6:39001 from its checkpoint
+        after epoch 2``."""
+        head = f"lost the worker running {self.name} ({self.lost})"
+        if self.start is None:
+            return f"{head}; started it again on {self.worker}"
+        if self.start > 0:
+            after = f"from its checkpoint after epoch {self.start}"
+            return f"{head}; resumed it on {self.worker} {after}"
+        why = "it had no checkpoint yet"
+        if not self.shared:
+            why = "run folders are not shared: a new worker starts from the folder sent with it"
+        return f"{head}; restarted it on {self.worker} from epoch 0 ({why})"
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The worker side of a cluster job: where it trains, on which GPU, and what it sends back.
 
 :func:`attempt` is the function every Dask task runs; a task that Dask runs again after
-its worker was lost is a new attempt, with a new id on its events.
+its worker was lost is a new attempt, with a new id on its events. Each attempt first says
+where it begins and after how many epochs (run_jobs' ``peek``), so the client can tell the
+user that a job's worker was lost and whether it resumed or started over.
 
 The data set is not a dependency of the job tasks (Dask would then place every job on the
 workers holding it, and scattered data lost with its workers cannot be remade). The client
@@ -44,8 +46,9 @@ from stnlab.experiment.cluster.jobs import (
     write_folder,
 )
 from stnlab.experiment.placement import SlotPool, device_for_slot
+from stnlab.runs.run_folder import CHECKPOINT, RunDir
 
-__all__ = ["CANCEL_CHECK_SECONDS", "attempt"]
+__all__ = ["CANCEL_CHECK_SECONDS", "attempt", "checkpoint_epoch"]
 
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job asks whether it was cancelled
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters, from glibc's malloc.h
@@ -99,6 +102,13 @@ class _Emitter:
         self.attempt, self.count = uuid.uuid4().hex, 0
         self.checked = time.monotonic()
 
+    def begin(self, start: int | None, shared: bool) -> None:
+        """Say that this attempt begins, here, after ``start`` epochs: not a record of the job
+        (not counted in ``Reply.events``); a second attempt tells the client its worker was lost."""
+        where = self.worker.address
+        msg = {"job": self.name, "attempt": self.attempt, "begin": where, "start": start}
+        self.worker.log_event(self.run.topic, {**msg, "shared": shared})
+
     def __call__(self, record: Record) -> None:
         msg = {"job": self.name, "attempt": self.attempt, "record": record}
         self.worker.log_event(self.run.topic, msg)
@@ -149,6 +159,25 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def checkpoint_epoch(run_dir: Path) -> int:
+    """The epochs a training run's folder holds (its checkpoint's; 0 without one): the ``peek``
+    of stnlab's runs on a cluster.
+
+    Raises:
+        RunFolderError: a checkpoint that cannot be read (the run itself then says so).
+    """
+    folder = RunDir(run_dir)
+    return folder.load_checkpoint().epoch if folder.file(CHECKPOINT).exists() else 0
+
+
+def _peek(peek: Callable[[Path], int | None] | None, run_dir: Path) -> int | None:
+    """``peek(run_dir)``, or None without one or when it fails (the job itself then will)."""
+    try:
+        return None if peek is None else peek(run_dir)
+    except Exception:
+        return None
+
+
 def attempt(
     job_fn: Callable[[Any, JobContext], Any], run: Run, job: ClusterJob, seed: dict[str, bytes]
 ) -> Reply:
@@ -171,6 +200,7 @@ def attempt(
         _folder(job, seed, in_place, worker.local_directory) as run_dir,
         _device(run.gpu) as device,
     ):
+        emit.begin(_peek(run.peek, run_dir), in_place)
         try:
             ctx = JobContext(job.name, run_dir, _data(run, dist), emit, device, in_place)
             result, error, tb = job_fn(job.spec, ctx), None, None

@@ -1,0 +1,94 @@
+"""MkDocs hook: the results pages' tables and figures, built from the committed result files.
+
+Each experiment the docs report keeps its small files in ``docs/results/NAME/``
+(``experiment.toml``, ``results.csv``, ``summary.md`` and, with a grid, ``grid.csv``), and
+a page asks for what it shows with a marker, so every number lives in those files alone:
+
+    <!-- results:table NAME -->          test accuracy per budget and design (per cell)
+    <!-- results:figure NAME -->         accuracy against epochs and training time
+    <!-- results:grid NAME -->           the designs across the grid: figure and table
+    <!-- results:ranking NAME -->        summary.md's sentence on the ranking
+    <!-- results:section NAME TITLE -->  summary.md's section "## TITLE", as it is
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+from stnlab.report import figures, grid_figures, results
+from stnlab.runs import ExperimentDir
+from stnlab.runs.experiment_folder import axes_of
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+MARK = re.compile(r"<!-- results:(table|figure|grid|ranking|section) (\S+)(?: (.+?))? -->")
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    return MARK.sub(lambda m: _render(m.group(1), m.group(2), m.group(3)), markdown)
+
+
+def _render(kind: str, name: str, title: str | None) -> str:
+    folder = ExperimentDir(RESULTS / name)
+    if not folder.file("results.csv").is_file():
+        raise ValueError(f"docs/results/{name}/results.csv is missing (marker results:{kind})")
+    rows = folder.results()
+    if kind == "table":
+        return _tables(rows)
+    if kind == "figure":
+        fig = figures.comparison(*results.accuracy_series(rows))
+        return _image(fig, f"{name}: test accuracy against epochs and training time")
+    if kind == "grid":
+        grid = results.grid_from_rows(folder.grid_rows())
+        header, body = results.grid_table(grid)
+        image = _image(grid_figures.grid_figure(grid), f"{name}: the designs across the grid")
+        return image + "\n\n" + _markdown_table(header, body)
+    summary = folder.summary_file().read_text()
+    if kind == "ranking":
+        return next(line for line in summary.splitlines() if line.startswith("After "))
+    return _section(summary, title or "", name)
+
+
+def _tables(rows: list[dict]) -> str:
+    """The accuracy table of :func:`results.summary_table`, one per cell of a grid."""
+    parts = []
+    for cell, cell_rows in results.grid_cells(rows).items():
+        header, body, bold = results.summary_table(cell_rows)
+        shown = [
+            [f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]
+            for i, cells in enumerate(body)
+        ]
+        axes = axes_of(rows)
+        if cell:
+            parts.append(", ".join(f"`{a}` = {v}" for a, v in zip(axes, cell, strict=True)))
+        parts.append(_markdown_table(header, shown))
+    return results.summary_caption(rows) + "\n\n" + "\n\n".join(parts)
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+
+
+def _section(summary: str, title: str, name: str) -> str:
+    """The lines of summary.md under ``## title``, up to the next heading of that level."""
+    lines = summary.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.strip("# ") == title]
+    if not heads:
+        raise ValueError(f"docs/results/{name}/summary.md has no section {title!r}")
+    level = len(lines[heads[0]]) - len(lines[heads[0]].lstrip("#"))
+    out = []
+    for line in lines[heads[0] + 1 :]:
+        if line.startswith("#") and len(line) - len(line.lstrip("#")) <= level:
+            break
+        out.append(line)
+    return "\n".join(out).strip()
+
+
+def _image(fig, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
