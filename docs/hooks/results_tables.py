@@ -7,6 +7,7 @@ a page asks for what it shows with a marker, so every number lives in those file
     <!-- results:table NAME -->          test accuracy per budget and design (per cell)
     <!-- results:figure NAME -->         accuracy against epochs and training time
     <!-- results:grid NAME -->           the designs across the grid: figure and table
+    <!-- results:paper NAME -->          ours beside the STN paper's: figure and table
     <!-- results:ranking NAME -->        summary.md's sentence on the ranking
     <!-- results:section NAME TITLE -->  summary.md's section "## TITLE", as it is
 """
@@ -18,12 +19,13 @@ import io
 import re
 from pathlib import Path
 
-from stnlab.report import figures, grid_figures, results
+from stnlab.config.presets import load_config
+from stnlab.report import figures, grid_figures, paper, results
 from stnlab.runs import ExperimentDir
 from stnlab.runs.experiment_folder import axes_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-MARK = re.compile(r"<!-- results:(table|figure|grid|ranking|section) (\S+)(?: (.+?))? -->")
+MARK = re.compile(r"<!-- results:(table|figure|grid|paper|ranking|section) (\S+)(?: (.+?))? -->")
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -44,6 +46,12 @@ def _render(kind: str, name: str, title: str | None) -> str:
         grid = results.grid_from_rows(folder.grid_rows())
         header, body = results.grid_table(grid)
         image = _image(grid_figures.grid_figure(grid), f"{name}: the designs across the grid")
+        return image + "\n\n" + _markdown_table(header, body)
+    if kind == "paper":
+        config = load_config(folder.file("experiment.toml")).to_dict()
+        beside = paper.beside_paper(results.grid_from_rows(folder.grid_rows()), config)
+        header, body = paper.paper_table(beside)
+        image = _image(paper.paper_figure(beside), f"{name}: our errors against the paper's")
         return image + "\n\n" + _markdown_table(header, body)
     summary = folder.summary_file().read_text()
     if kind == "ranking":

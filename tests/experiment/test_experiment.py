@@ -172,7 +172,7 @@ def test_smoke_report_has_every_figure(smoke):
     out, _, _ = smoke
     page = ExperimentDir(out).file("report.html").read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    shown = [name for name in FIGURES if name != "grid"]  # "Across the grid": no axes here
+    shown = [n for n in FIGURES if n not in ("grid", "paper")]  # no axes, no paper designs
     assert len(images) == len(shown) and all(len(i) > 5_000 for i in images)
     assert not (out / "figures" / "grid.png").exists() and "Across the grid" not in page
     for name in shown:  # the θ figures of "What the transformers learned" included

@@ -31,7 +31,7 @@ from stnlab.experiment.planning import (
     reuses_budgets,
     run_config,
 )
-from stnlab.report import results
+from stnlab.report import paper, results
 from stnlab.runs import ExperimentDir
 from stnlab.runs.run_folder import CHECKPOINT, METRICS
 
@@ -266,14 +266,27 @@ def _write_outcome(
     notes = [f"Data: {describe(config.data)}.", path_taken(config) + "."]
     notes += [f"Run {f.name} failed: {f.message}." for f in failed]
     title = f"Experiment `{config.name}`: test accuracy"
+    grid = results.grid_estimates(folder, rows) if rows else None
+    if grid is not None:
+        folder.write_grid(results.grid_rows(grid))
     if config.grid:
-        grid = results.grid_estimates(folder, rows) if rows else None
-        if grid is not None:
-            folder.write_grid(results.grid_rows(grid))
-        folder.write_summary(results.grid_markdown(folder, rows, grid, title, notes))
-        return
-    comparisons = results.compare(folder, rows) if rows else None
-    folder.write_summary(results.summary_markdown(rows, title, notes, comparisons))
+        text = results.grid_markdown(folder, rows, grid, title, notes)
+    else:
+        comparisons = results.compare(folder, rows) if rows else None
+        text = results.summary_markdown(rows, title, notes, comparisons)
+    beside = paper.beside_paper(grid, config.to_dict()) if grid is not None else []
+    if beside:
+        text += "\n" + paper.paper_markdown(beside, _scale(config, grid.budget))
+    folder.write_summary(text)
+
+
+def _scale(config: ExperimentConfig, budget: int) -> str:
+    """Which schedule the runs had, beside the paper's."""
+    steps = f"{config.iterations} steps" if config.iterations else "one pass"
+    return (
+        f"these runs: {budget} epochs of {steps} of {config.train.batch_size} images; the "
+        "paper's: 150,000 steps of 256."
+    )
 
 
 def _plan_lines(

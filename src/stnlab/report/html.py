@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from stnlab import models
 from stnlab.config import REPORT_SAMPLES, ReportError
 from stnlab.data import describe, load
-from stnlab.report import results
+from stnlab.report import paper, results
 from stnlab.report.introspect import sample_design
 from stnlab.report.sections import FIGURES, SECTIONS, Inputs, Shown
 from stnlab.runs import EvalRecord, ExperimentDir, RunDir, ThetaRecord, TrainRecord
@@ -130,9 +130,9 @@ def _read(folder: ExperimentDir, samples: int, cell: str | None = None) -> Input
     record = folder.record()
     if record is None:
         raise ReportError(f"{folder.path} has no experiment.json (is it an experiment folder?)")
-    grid, shown = None, ""
-    if axes_of(rows):
-        grid = results.grid_estimates(folder, rows)
+    estimates = results.grid_estimates(folder, rows)
+    grid, shown = (estimates, "") if axes_of(rows) else (None, "")
+    if grid is not None:
         shown, rows = _cell(rows, cell)
     runs = {m: [folder.run(r) for r in names] for m, names in final_runs(rows).items()}
     found = Inputs(
@@ -145,6 +145,7 @@ def _read(folder: ExperimentDir, samples: int, cell: str | None = None) -> Input
         comparisons=results.compare(folder, rows),
         grid=grid,
         cell=shown,
+        paper=paper.beside_paper(estimates, record["config"]),
     )
     path = _data_file(folder, record, next(iter(runs.values()))[0])
     if path is not None:

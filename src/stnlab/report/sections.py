@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from stnlab import models
 from stnlab.data import ClutteredMNIST
 from stnlab.diagnostics import measure_model
-from stnlab.report import figures, grid_figures, results
+from stnlab.report import figures, grid_figures, paper, results
 from stnlab.report import theta_figures as figures_theta
 from stnlab.runs import RunDir
 from stnlab.train import monitor
@@ -50,6 +50,7 @@ class Inputs:
     sampled: list[figures.Sampled] = field(default_factory=list)
     index: np.ndarray | None = None  # the test images of the sampled figure
     grid: results.GridEstimates | None = None  # the designs across the grid's cells
+    paper: list[paper.Beside] = field(default_factory=list)  # our errors beside the paper's
     cell: str = ""  # the cell the other sections show ("model.size = small"), "" for no grid
 
 
@@ -175,6 +176,27 @@ def _grid_table(found: Inputs) -> str:
         "has every cell).</p>"
     )
     return _table(header, body) + shown
+
+
+# ------------------------------------------------------------------------------ the paper
+
+PAPER = _section("Beside the paper", absent=lambda found: None if found.paper else "")
+
+
+@PAPER.figure(
+    "paper",
+    "Our test error after the last budget (the bar: its 95% interval over test images and "
+    "runs) against the error Jaderberg et al. (2015) report for the same design and data "
+    "(Table 1; section 4.1 for the cluttered 60×60); on the dashed diagonal we match it.",
+)
+def _paper(found: Inputs) -> Drawing:
+    return paper.paper_figure(found.paper)
+
+
+@PAPER.html
+def _paper_table(found: Inputs) -> str:
+    header, body = paper.paper_table(found.paper)
+    return _table(header, body)
 
 
 # ------------------------------------------------------------------------------ comparison

@@ -5,8 +5,9 @@
     data-HASH.npz     the data set of the grid's cells whose data differs (one per data config)
     runs/NAME/        one training run each (:class:`stnlab.runs.run_folder.RunDir`)
     results.csv       one row per model × budget × seed (× cell: a column per axis first)
-    grid.csv          with a grid: per cell and design, the test error after the last budget
-                      and the error over the first design's, with their 95% intervals
+    grid.csv          per cell of the grid (one without axes) and design, the test error
+                      after the last budget and the error over the first design's, with
+                      their 95% intervals
     summary.md        test accuracy per model and budget
     report.html       the report, with its figures in figures/NAME.png
 
