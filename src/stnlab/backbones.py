@@ -91,9 +91,7 @@ class WithTransformer(nn.Module):
         """The transformer's output and θ: [(warped (N, C, H', W'), θ (N, P))], or []."""
         stages = []
         for st in self.transformers:
-            theta = st.localize(x)
-            st.last_theta = theta.detach()
-            x = st.warp(x, theta)
+            x, theta = st.stage(x)
             stages.append((x, theta))
         return stages
 

@@ -215,9 +215,7 @@ class Model(nn.Module):
         for k, st in enumerate(self.transformers):
             if k:
                 x = self.classifier.features(x, k - 1, k)  # the block before transformer k
-            theta = st.localize(x)
-            st.last_theta = theta.detach()
-            x = st.warp(x, theta)
+            x, theta = st.stage(x)
             stages.append((x, theta))
         return stages
 

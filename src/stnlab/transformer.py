@@ -213,10 +213,15 @@ class _SpatialTransformerNd(nn.Module):
         grid = self.transform.grid(theta.to(work), size)  # (N, *out, dims)
         return sample(x.to(work), grid, self.kernel, self.padding).to(x.dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def stage(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The warped input and its θ, kept (detached) in ``last_theta``: one stage of a
+        chain of transformers, for models that need each θ."""
         theta = self.localize(x)
         self.last_theta = theta.detach()
-        return self.warp(x, theta)
+        return self.warp(x, theta), theta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stage(x)[0]
 
     def extra_repr(self) -> str:
         return (
