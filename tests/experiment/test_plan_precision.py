@@ -61,3 +61,12 @@ def test_plan_names_the_precision_it_measured_in(capsys, monkeypatch, tmp_path, 
     line = "speed measured here on cpu in bfloat16 (auto: this CPU has AMX, native bfloat16 "
     assert line + "matrix units), 1 thread a run" in text
     assert set(step_precisions) == {"bfloat16"}
+
+
+def test_the_probe_times_its_own_steps_whatever_the_runs_epoch(step_precisions):
+    # a run of 40 steps an epoch (the paper's CPU scale): the probe still takes 3 × 2
+    config = ex.preset("smoke", iterations=40, data={"sizes": (500, 100, 100)})
+    run = experiment.run_config(config, experiment.plan(config)[0], "cpu", 1)
+    assert run.train.iterations == 40
+    probe(run, (40, 40), steps=2)
+    assert len(step_precisions) == 3 * 2

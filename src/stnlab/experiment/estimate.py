@@ -77,7 +77,9 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     )
     # Timed steps only: no θ statistics, no warnings, no logs.
     quiet = dict(theta_images=0, stop_on_collapse=False, tensorboard=None)
-    short = replace(run, train=replace(run.train, epochs=3, eval_every=0, eval_at=(), **quiet))
+    # An epoch here is one pass over the steps × B images, whatever the run's iterations.
+    timing = dict(epochs=3, iterations=None, eval_every=0, eval_at=())
+    short = replace(run, train=replace(run.train, **timing, **quiet))
     seconds: list[float] = []
     said: list[str] = []  # train()'s "precision: ..." line
     threads = torch.get_num_threads()
