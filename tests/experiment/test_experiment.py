@@ -273,3 +273,13 @@ def test_config_file_reads_mnist_from_a_source_dir_beside_it(tmp_path):
     assert cfg.data.source_dir == str(mnist)
     path = runner.prepare_data(cfg, tmp_path / "out", log=lambda _: None)
     assert path.is_file() and load(path).x_train.shape == (100, 1, 40, 40)
+
+
+def test_an_experiment_on_other_than_40x40_images_resumes(tmp_path):
+    # the runs' image size comes from the data: the plan, made before, must not differ on it
+    config = ex.preset("smoke", models=["cnn"], seeds=[0], budgets=[1], data={"variant": "60x60"})
+    first, _ = _run(config, tmp_path)
+    assert first.trained == ["cnn-s0"]
+    assert ExperimentDir(tmp_path).run("cnn-s0").run_config().model.in_size == 60
+    again, _ = _run(config, tmp_path)
+    assert again.trained == [] and again.skipped == ["cnn-s0"]

@@ -56,9 +56,14 @@ def _survey(out: ExperimentDir, jobs: list[Job], runs: dict[str, RunConfig]) -> 
     """Epochs already trained by each unfinished job (finished ones left out), after checking
     every file of the run folders that resuming reads: nothing is written before this."""
     done = {}
+    # The image size, channels and classes come from the data set (checked with the data
+    # config, which is compared): the runs planned here do not know them yet.
+    from_data = tuple(
+        f"model.{k}: " for k, v in ExperimentConfig.SET_HERE["model"].items() if v == "the data"
+    )
     for job in jobs:
         folder = out.run(job.name)
-        diff = folder.differences(runs[job.name])
+        diff = [d for d in folder.differences(runs[job.name]) if not d.startswith(from_data)]
         if diff:
             raise ConfigError(
                 f"{folder.path} holds a run of another config ({'; '.join(diff)}); "
