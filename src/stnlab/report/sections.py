@@ -8,7 +8,7 @@ declarations, so adding a figure is one decorated function here.
 
 Example:
     >>> FIGURES[:2]
-    ('grid', 'comparison')
+    ('grid', 'paper')
 """
 
 from __future__ import annotations
