@@ -14,6 +14,7 @@ from stnlab import SpatialTransformer, SpatialTransformer3d, cli, models, sample
 from stnlab import transforms as T
 from stnlab.config import RunConfig
 from stnlab.data import make_dataset, save
+from stnlab.runs.experiment_folder import ExperimentDir
 from stnlab.runs.records import RunSummary
 from stnlab.runs.run_folder import RunDir
 
@@ -220,6 +221,19 @@ def records_without_times(run: RunDir) -> list[dict]:
     """metrics.jsonl's records (as JSON data) without the wall-clock fields, which differ
     between runs."""
     return [{k: v for k, v in r.to_dict().items() if "seconds" not in k} for r in run.records()]
+
+
+def same_results(got: Path, expected: Path) -> None:
+    """Two experiment folders hold equal results.csv but for times, and every run's records
+    equal epoch by epoch."""
+    a, b = ExperimentDir(got), ExperimentDir(expected)
+
+    def rows(folder: ExperimentDir) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in folder.results()]
+
+    assert rows(a) == rows(b) and rows(a)
+    for row in b.results():
+        assert records_without_times(a.run(row["run"])) == records_without_times(b.run(row["run"]))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import records_without_times
+from conftest import same_results
 from dask_cli import free_port, kill_worker_running
 
 from stnlab import experiment
@@ -53,18 +53,6 @@ def longer(tmp_path_factory):
     out = folder / "in-process"
     runner.run_experiment(ex.load_config(path), out, progress=False, log=lambda s: None)
     return path, out
-
-
-def _same_results(got: Path, expected: Path) -> None:
-    """Equal results.csv but for times, and every run's records epoch by epoch."""
-    a, b = ExperimentDir(got), ExperimentDir(expected)
-
-    def rows(folder):
-        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in folder.results()]
-
-    assert rows(a) == rows(b) and rows(a)
-    for row in b.results():
-        assert records_without_times(a.run(row["run"])) == records_without_times(b.run(row["run"]))
 
 
 def _experiment(capsys, *argv: str, quiet: bool = True) -> tuple[int, str, str]:
@@ -173,7 +161,7 @@ def test_smoke_on_a_local_cluster_gives_the_in_process_results(capsys, tmp_path)
     assert sorted(
         line.split()[1] for line in text.splitlines() if line.startswith("done ")
     ) == sorted(j.name for j in experiment.plan(ex.preset("smoke")))
-    _same_results(out, here)
+    same_results(out, here)
     assert not list(out.glob(".stnlab-cluster-*"))  # the token file is removed
     assert dict(os.environ) == environ  # the nanny's worker variables do not stay here
 
@@ -197,7 +185,7 @@ def test_not_shared_run_folders_come_back_and_a_lost_worker_costs_nothing(
     line = _lost_line(text, VICTIM)
     assert "; restarted it on tcp://127.0.0.1:" in line and "from epoch 0" in line
     assert all(epochs.count(1) == 1 for name, epochs in seen.items() if name != VICTIM)
-    _same_results(out, expected)
+    same_results(out, expected)
 
 
 def test_shared_folder_is_detected_and_a_lost_worker_resumes_its_run(
@@ -221,7 +209,7 @@ def test_shared_folder_is_detected_and_a_lost_worker_resumes_its_run(
     lost = epochs[: len(epochs) - (8 - after)]
     assert 1 <= after <= len(lost) and lost == list(range(1, len(lost) + 1))
     assert epochs[len(lost) :] == list(range(after + 1, 9))
-    _same_results(out, expected)
+    same_results(out, expected)
 
 
 def test_a_run_that_fails_by_itself_is_reported_once(dask_cli, capsys, tmp_path):
@@ -267,4 +255,4 @@ def test_interrupt_leaves_a_folder_that_resumes(dask_cli, longer, capsys, monkey
     status, _, err = _experiment(capsys, *argv)
     assert status == 0, err
     assert 1 not in seen[VICTIM]  # resumed, not started over
-    _same_results(out, expected)
+    same_results(out, expected)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import records_without_times
+from conftest import same_results
 
 from stnlab import experiment
 from stnlab.cli import main
@@ -64,18 +64,6 @@ def grid(tmp_path_factory):
     runner.run_experiment(ex.load_config(path), out, progress=False, log=lambda s: None)
     write_report(out, samples=4)
     return path, out
-
-
-def _same_results(got: Path, expected: Path) -> None:
-    """Equal results.csv but for times, and every run's records epoch by epoch."""
-    a, b = ExperimentDir(got), ExperimentDir(expected)
-
-    def rows(folder):
-        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in folder.results()]
-
-    assert rows(a) == rows(b) and rows(a)
-    for row in b.results():
-        assert records_without_times(a.run(row["run"])) == records_without_times(b.run(row["run"]))
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -202,7 +190,7 @@ def test_a_pool_of_two_workers_gives_the_same_results(grid, tmp_path):
     path, expected = grid
     out = tmp_path / "pool"
     runner.run_experiment(ex.load_config(path), out, workers=2, progress=False, log=print)
-    _same_results(out, expected)
+    same_results(out, expected)
 
 
 def test_a_local_dask_cluster_gives_the_same_results(grid, tmp_path, capsys):
@@ -211,7 +199,7 @@ def test_a_local_dask_cluster_gives_the_same_results(grid, tmp_path, capsys):
     out = tmp_path / "dask"
     argv = ["--config", str(path), "--out", str(out), "--cluster", "local:2", "--quiet"]
     assert main(["experiment", *argv, "--no-report"]) == 0, capsys.readouterr().err
-    _same_results(out, expected)
+    same_results(out, expected)
 
 
 def test_a_killed_grid_resumes_to_the_same_results(grid, tmp_path):
@@ -228,7 +216,7 @@ def test_a_killed_grid_resumes_to_the_same_results(grid, tmp_path):
     assert first.exists() and not (out / "results.csv").exists()  # killed in the middle
     result = runner.run_experiment(ex.load_config(path), out, progress=False, log=print)
     assert "cnn-s0_size=small_sizes=200-100-100" in result.skipped and result.trained
-    _same_results(out, expected)
+    same_results(out, expected)
 
 
 def test_grid_csv_holds_the_summarys_numbers(grid):
