@@ -67,7 +67,7 @@ def test_the_faithful_presets_train_as_the_paper(name):
 def test_the_cpu_scale_is_the_faithful_one_shrunk():
     full, cpu = preset("paper-distorted"), preset("paper-distorted-cpu")
     assert cpu.iterations * max(cpu.budgets) * 150 == full.iterations * max(full.budgets)
-    assert (cpu.train.optimizer, cpu.train.lr, cpu.train.schedule) == ("sgd", 0.01, "thirds")
+    assert (cpu.train.optimizer, cpu.train.lr, cpu.train.schedule) == ("adam", 1e-3, "thirds")
     assert cpu.grid == full.grid and cpu.models == full.models
 
 
