@@ -135,8 +135,10 @@ import contextlib, io, json, sys
 from dataclasses import replace
 from pathlib import Path
 from stnlab import cli, models
+from backbone_libraries import why_not
 from conftest import saved_run
 specs, data, tmp = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+assert not any(why_not(spec) for spec in specs)  # loads them as in the parent
 found = {}
 for spec in specs:
     err, out = io.StringIO(), io.StringIO()
