@@ -13,6 +13,7 @@ in the precision that ``train.amp = "auto"``, the default, chooses on this machi
     python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
     python benchmarks/bench_train.py --modes eager amp auto --threads 1 --clock cpu
     python benchmarks/bench_train.py --device cuda --modes plain eager amp auto --steps 50
+    python benchmarks/bench_train.py --models stn --sizes default --backbones none timm:resnet10t
 
 Figures on a shared machine are noisy: compare columns of one run, not runs; with
 ``--threads 1 --clock cpu`` the rate counts this process's CPU time only.
@@ -21,6 +22,7 @@ Figures on a shared machine are noisy: compare columns of one run, not runs; wit
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -69,11 +71,16 @@ def make_step(model, mode: str, x, y, batch: int):
     return step
 
 
-def measure(name: str, size: str, mode: str, args) -> tuple[float, float]:
+def create(name: str, size: str, backbone: str) -> torch.nn.Module:
+    """The model of a row: a design at a size, or with a backbone (``none``: its own CNN)."""
+    return models.create(name, size=size, backbone="" if backbone == "none" else backbone)
+
+
+def measure(name: str, size: str, backbone: str, mode: str, args) -> tuple[float, float]:
     """(images per second, seconds of warm-up including any compilation)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = models.create(name, size=size).train().to(device)
+    model = create(name, size, backbone).train().to(device)
     x = torch.rand(2000, 1, 40, 40, device=device)
     y = torch.randint(0, 10, (2000,), device=device)
     step = make_step(model, mode, x, y, args.batch)
@@ -99,6 +106,12 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["cnn", "stn", "mstn"])
     p.add_argument("--sizes", nargs="+", default=["default", "tf-example"])
     p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES)
+    p.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["none"],
+        help="none (the design's own CNN) or LIB:NAME as for --backbone (stnlab[backbones])",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--steps", type=int, default=20)
@@ -122,22 +135,21 @@ def main() -> None:
     if "auto" in args.modes:
         auto = precision_of("auto", torch.device(args.device))
         print(f"auto trains in {auto.name} here ({auto.why})")
-    head = f"{'model':<6}{'size':<12}{'params':>10}"
+    head = f"{'model':<6}{'size':<12}{'backbone':<18}{'params':>10}"
     head += "".join(f"{m + ' img/s':>16}" for m in args.modes)
     head += f"{'compile s':>11}" if "compiled" in args.modes else ""
     print(head)
-    for size in args.sizes:
-        for name in args.models:
-            params = models.count_parameters(models.create(name, size=size))
-            row, compile_s = f"{name:<6}{size:<12}{params:>10,}", None
-            for mode in args.modes:
-                rate, warm = measure(name, size, mode, args)
-                row += f"{rate:>16,.0f}"
-                if mode == "compiled":
-                    compile_s = warm
-            if compile_s is not None:
-                row += f"{compile_s:>11.1f}"
-            print(row, flush=True)
+    for size, backbone, name in itertools.product(args.sizes, args.backbones, args.models):
+        params = models.count_parameters(create(name, size, backbone))
+        row, compile_s = f"{name:<6}{size:<12}{backbone:<18}{params:>10,}", None
+        for mode in args.modes:
+            rate, warm = measure(name, size, backbone, mode, args)
+            row += f"{rate:>16,.0f}"
+            if mode == "compiled":
+                compile_s = warm
+        if compile_s is not None:
+            row += f"{compile_s:>11.1f}"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":
