@@ -229,3 +229,40 @@ def test_grid_csv_holds_the_summarys_numbers(grid):
     text = (out / "summary.md").read_text()
     assert all("| " + " | ".join(cells) + " |" in text for cells in body)
     assert header[-1] == "stn / cnn" and len(body) == len(CELLS)
+
+
+# ----------------------------------------------------------------------------- shared runs
+
+
+def test_a_design_without_a_transformer_trains_once_across_the_transformers_axes(tmp_path):
+    config = ex.preset(
+        "smoke",
+        models=["cnn", "stn"],
+        seeds=[0],
+        iterations=2,
+        train={"threads": 1},
+        grid={"model.transform": ["affine", "projective"], "model.loc_hidden": [16, 32]},
+    )
+    out = tmp_path / "shared"
+    result = runner.run_experiment(config, out, progress=False, log=lambda s: None)
+    assert sorted(result.trained) == sorted(
+        ["cnn-s0"]
+        + [
+            f"stn-s0_transform={t}_loc_hidden={h}"
+            for t in ("affine", "projective")
+            for h in (16, 32)
+        ]
+    )
+    rows = ExperimentDir(out).results()
+    assert len(rows) == 4 * 2 * len(config.budgets)  # every cell has both designs
+    cnn = [r for r in rows if r["model"] == "cnn"]
+    assert {r["run"] for r in cnn} == {"cnn-s0"}
+    assert {(r["model.transform"], r["model.loc_hidden"]) for r in cnn} == {
+        (t, h) for t in ("affine", "projective") for h in ("16", "32")
+    }
+    for budget in config.budgets:  # the one run's numbers in each cell
+        assert len({r["test_accuracy"] for r in cnn if r["epochs"] == budget}) == 1
+    stn = {r["run"] for r in rows if r["model"] == "stn"}
+    assert len(stn) == 4  # the transformer's design trains in every cell
+    again = runner.run_experiment(config, out, progress=False, log=lambda s: None)
+    assert again.trained == [] and len(again.skipped) == 5

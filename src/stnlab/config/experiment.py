@@ -15,10 +15,17 @@ from stnlab.config.options import Config, flatten, option, plain
 from stnlab.config.run import DataConfig, TrainConfig
 from stnlab.config.vocabulary import SHARED_FS
 
-__all__ = ["Cell", "ExperimentConfig", "label_of", "parse_address"]
+__all__ = ["TRANSFORMER_AXES", "Cell", "ExperimentConfig", "label_of", "parse_address"]
 
 # One cell of an experiment's grid: (axis, value) for each axis, in the grid's order.
 Cell = tuple[tuple[str, Any], ...]
+
+# The axes only spatial transformers read: a design without one (cnn, fcn, paper-cnn) trains
+# the same run whatever their values, so an experiment trains it once for all of them.
+TRANSFORMER_AXES = frozenset(
+    ["model.transform", "model.steps", "train.loc_lr"]
+    + [f"model.{f.name}" for f in fields(Widths) if f.name.startswith("loc_")]
+)
 
 
 def label_of(value: Any) -> str:

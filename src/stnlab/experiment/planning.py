@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from stnlab import models
 from stnlab.config import ConfigError, ExperimentConfig, RunConfig
-from stnlab.config.experiment import Cell, label_of
+from stnlab.config.experiment import TRANSFORMER_AXES, Cell, label_of
 from stnlab.data import describe, train_size
 
 __all__ = [
@@ -42,7 +42,10 @@ class Job:
     epochs: int
     budgets: tuple[int, ...]
     name: str  # the run's folder under DIR/runs
-    cell: Cell = ()  # the value of each axis of the experiment's grid
+    cell: Cell = ()  # the value of each axis of the experiment's grid, where it trains
+    # The cells whose results it gives: more than its own for a design that ignores an axis
+    # (a cnn across model.transform), which would otherwise train the same run again.
+    cells: tuple[Cell, ...] = ((),)
 
 
 def reuses_budgets(config: ExperimentConfig) -> bool:
@@ -52,16 +55,36 @@ def reuses_budgets(config: ExperimentConfig) -> bool:
 
 def plan(config: ExperimentConfig) -> list[Job]:
     """The runs the config needs, in the order they are started (its models checked first):
-    the runs of each cell of the grid in turn."""
+    the runs of each cell of the grid in turn. A design trains once for all the values of
+    the axes it ignores (:func:`ignored_axes`): its run is named without them, trains in
+    the cell of their first values and gives the results of every such cell."""
     check_models(config)
-    jobs = []
+    ignored, names = ignored_axes(config), dict(zip(config.grid, axis_names(config), strict=True))
+    jobs: dict[tuple[str, Cell], Job] = {}
     for cell in config.cells():
-        suffix = "".join(
-            f"_{axis}={label_of(v)}"
-            for axis, v in zip(axis_names(config), dict(cell).values(), strict=True)
-        )
-        jobs += [replace(job, name=job.name + suffix, cell=cell) for job in _cell_plan(config)]
-    return jobs
+        for job in _cell_plan(config):
+            skip = ignored[job.model]
+            home = tuple((a, config.grid[a][0] if a in skip else v) for a, v in cell)
+            if (key := (job.name, home)) in jobs:
+                jobs[key] = replace(jobs[key], cells=(*jobs[key].cells, cell))
+                continue
+            suffix = "".join(f"_{names[a]}={label_of(v)}" for a, v in cell if a not in skip)
+            jobs[key] = replace(job, name=job.name + suffix, cell=home, cells=(cell,))
+    return list(jobs.values())
+
+
+def ignored_axes(config: ExperimentConfig) -> dict[str, frozenset[str]]:
+    """The grid's axes each design ignores: the transformers' (``TRANSFORMER_AXES``) for a
+    design without a spatial transformer (built once to find out), none for the others."""
+    if not config.grid:
+        return dict.fromkeys(config.models, frozenset())
+    first = cell_config(config, config.cells()[0]).model
+    return {
+        m: frozenset()
+        if models.create(replace(first, name=m, pretrained=False)).transformers
+        else TRANSFORMER_AXES & set(config.grid)
+        for m in config.models
+    }
 
 
 def _cell_plan(config: ExperimentConfig) -> list[Job]:

@@ -326,9 +326,12 @@ def _longest_first(config: ExperimentConfig, tasks: list[Task], jobs: dict[str, 
 
 
 def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, Any]]:
-    """One row per model × budget × seed, read from each run's metrics.jsonl; a run that
-    never started (it failed first, say) has no file and no rows."""
-    rows = []
+    """One row per cell × model × budget × seed, read from each run's metrics.jsonl (a run
+    that gives several cells' results, one row in each); a run that never started (it failed
+    first, say) has no file and no rows."""
+    rows: list[tuple[int, dict[str, Any]]] = []  # (the cell's place, the row)
+    cells = {c: i for i, c in enumerate(dict.fromkeys(c for job in jobs for c in job.cells))}
+    order = {name: i for i, name in enumerate(dict.fromkeys(job.model for job in jobs))}
     for job in jobs:
         run = folder.run(job.name)
         if not run.file(METRICS).exists():
@@ -336,24 +339,18 @@ def collect_rows(folder: ExperimentDir, jobs: Sequence[Job]) -> list[dict[str, A
         evs = run.evaluations()
         for b in job.budgets:
             valid, test = evs.get((b, "valid")), evs.get((b, "test"))
-            if valid is not None and test is not None:
-                precision = run.precision()  # read only from a run with results
-                rows.append(
-                    {
-                        **{axis: label_of(value) for axis, value in job.cell},
-                        "model": job.model,
-                        "epochs": b,
-                        "seed": job.seed,
-                        "valid_accuracy": valid.accuracy,
-                        "test_accuracy": test.accuracy,
-                        "train_seconds": test.train_seconds,
-                        "precision": precision,
-                        "run": job.name,
-                    }
-                )
-    cells = {cell: i for i, cell in enumerate(dict.fromkeys(job.cell for job in jobs))}
-    cell_of = {job.name: cells[job.cell] for job in jobs}
-    order = {name: i for i, name in enumerate(dict.fromkeys(job.model for job in jobs))}
-    return sorted(
-        rows, key=lambda r: (cell_of[r["run"]], order[r["model"]], r["epochs"], r["seed"])
-    )
+            if valid is None or test is None:
+                continue
+            row = {
+                "model": job.model,
+                "epochs": b,
+                "seed": job.seed,
+                "valid_accuracy": valid.accuracy,
+                "test_accuracy": test.accuracy,
+                "train_seconds": test.train_seconds,
+                "precision": run.precision(),  # read only from a run with results
+                "run": job.name,
+            }
+            rows += [(cells[c], {**{a: label_of(v) for a, v in c}, **row}) for c in job.cells]
+    rows.sort(key=lambda r: (r[0], order[r[1]["model"]], r[1]["epochs"], r[1]["seed"]))
+    return [row for _, row in rows]
