@@ -42,7 +42,7 @@ def _declare_torchvision_ops() -> None:
 
 
 def load(name: str) -> None:
-    """Import library ``name`` (timm or torchvision), declaring torchvision's ops if it needs them."""
+    """Import library ``name`` (timm or torchvision), declaring torchvision's ops if needed."""
     try:
         importlib.import_module(name)
         return
