@@ -7,13 +7,18 @@ for reference; "eager" is the stnlab step (fused Adam, channels_last); "compiled
 ``torch.compile`` (its compile time is reported apart, not counted in the rate); "amp" is
 the eager step under bfloat16 autocast (``stnlab train --amp``); "auto" is the eager step
 in the precision that ``train.amp = "auto"``, the default, chooses on this machine
-(bfloat16 on CPUs with AMX, else float32; the script prints which).
+(bfloat16 on CPUs with AMX, else float32; the script prints which); "batched" trains
+``--stack`` copies of the design (a design's seeds) as one model, ``torch.func.vmap`` over
+their stacked weights, and counts the images of all copies: batching pays where it beats
+"eager". It runs BatchNorm without running statistics and leaves θ unchecked (vmap allows
+neither), so it times the step only.
 
     python benchmarks/bench_train.py                    # plain, eager, auto, compiled; 2 threads
     python benchmarks/bench_train.py --models stn --sizes tf-example --modes eager compiled
     python benchmarks/bench_train.py --modes eager amp auto --threads 1 --clock cpu
     python benchmarks/bench_train.py --device cuda --modes plain eager amp auto --steps 50
     python benchmarks/bench_train.py --models stn --sizes default --backbones none timm:resnet10t
+    python benchmarks/bench_train.py --modes eager batched --stack 3 --device cuda
 
 Figures on a shared machine are noisy: compare columns of one run, not runs; with
 ``--threads 1 --clock cpu`` the rate counts this process's CPU time only.
@@ -33,7 +38,7 @@ from stnlab.config import TrainConfig
 from stnlab.train.devices import MixedPrecision
 from stnlab.train.loop import _optimizer
 
-MODES = ("plain", "eager", "amp", "auto", "compiled")
+MODES = ("plain", "eager", "amp", "auto", "compiled", "batched")
 DEFAULT_MODES = ("plain", "eager", "auto", "compiled")  # amp: ask (very slow without AMX)
 
 
@@ -71,6 +76,34 @@ def make_step(model, mode: str, x, y, batch: int):
     return step
 
 
+def make_batched_step(copies: list[torch.nn.Module], x, y, batch: int):
+    """A closure training the copies as one model: one vmapped gradient, one fused Adam."""
+    for model in copies:
+        torch.func.replace_all_batch_norm_modules_(model)
+        for module in model.modules():
+            if hasattr(module, "check_finite"):
+                module.check_finite = False
+    params, buffers = torch.func.stack_module_state(copies)
+    stacks = list(params.values())
+    opt = torch.optim.Adam(stacks, lr=1e-3, fused=True)
+    base = copies[0]
+
+    def loss_of(p, b, xb, yb):
+        return F.cross_entropy(torch.func.functional_call(base, (p, b), (xb,)), yb)
+
+    grads_of = torch.func.vmap(torch.func.grad(loss_of), randomness="different")
+    g = torch.Generator(x.device).manual_seed(0)
+
+    def step():
+        idx = torch.randint(len(x), (len(copies), batch), generator=g, device=x.device)
+        grads = grads_of(params, buffers, x[idx], y[idx])
+        for stack, name in zip(stacks, params, strict=True):
+            stack.grad = grads[name]
+        opt.step()
+
+    return step
+
+
 def create(name: str, size: str, backbone: str) -> torch.nn.Module:
     """The model of a row: a design at a size, or with a backbone (``none``: its own CNN)."""
     return models.create(name, size=size, backbone="" if backbone == "none" else backbone)
@@ -80,10 +113,14 @@ def measure(name: str, size: str, backbone: str, mode: str, args) -> tuple[float
     """(images per second, seconds of warm-up including any compilation)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = create(name, size, backbone).train().to(device)
     x = torch.rand(2000, 1, 40, 40, device=device)
     y = torch.randint(0, 10, (2000,), device=device)
-    step = make_step(model, mode, x, y, args.batch)
+    count = args.stack if mode == "batched" else 1
+    copies = [create(name, size, backbone).train().to(device) for _ in range(count)]
+    if mode == "batched":
+        step, images = make_batched_step(copies, x, y, args.batch), args.stack * args.batch
+    else:
+        step, images = make_step(copies[0], mode, x, y, args.batch), args.batch
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     t0 = time.perf_counter()
     for _ in range(args.warmup):
@@ -97,7 +134,7 @@ def measure(name: str, size: str, backbone: str, mode: str, args) -> tuple[float
         for _ in range(args.steps):
             step()
         sync()
-        best = max(best, args.steps * args.batch / (clock() - t0))
+        best = max(best, args.steps * images / (clock() - t0))
     return best, warm
 
 
@@ -114,6 +151,7 @@ def main() -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--stack", type=int, default=3, help="copies trained as one in 'batched'")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)

@@ -148,6 +148,9 @@ class _SpatialTransformerNd(nn.Module):
         )
         self.reset_theta()
         self.last_theta: Tensor | None = None
+        # Checking θ costs a host sync per call, and cannot run under torch.func.vmap or
+        # CUDA graph capture: those set it off.
+        self.check_finite = True
 
     def output_size(self, in_size: Sequence[int]) -> tuple[int, ...]:
         """The output's spatial size for an input of spatial size ``in_size``.
@@ -196,7 +199,7 @@ class _SpatialTransformerNd(nn.Module):
         features = self.localization(x).flatten(1)  # (N, F)
         with autocast_off(x.device):
             theta = self.regressor(features.to(self.regressor.weight.dtype))  # (N, P)
-        if not torch.compiler.is_compiling() and not torch.isfinite(theta).all():
+        if self.check_finite and not torch.compiler.is_compiling() and not theta.isfinite().all():
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite θ (NaN or inf); "
                 "lower the learning rate of the localization network"

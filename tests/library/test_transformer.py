@@ -243,6 +243,27 @@ def test_non_finite_theta_raises(bad):
         stn(torch.rand(2, 1, 12, 12))
 
 
+def test_without_the_check_it_runs_under_vmap_as_a_loop_would():
+    """check_finite off: no data-dependent branch, so torch.func.vmap over stacked copies
+    gives each copy's own output (the check would raise inside vmap)."""
+    copies = [SpatialTransformer(1, 12) for _ in range(3)]
+    for stn in copies:
+        nn.init.normal_(stn.regressor.weight, std=0.1)
+    x = torch.rand(3, 2, 1, 12, 12)
+    params, buffers = torch.func.stack_module_state(copies)
+    base = copies[0]
+
+    def run(p, b, xi):
+        return torch.func.functional_call(base, (p, b), (xi,))
+
+    with pytest.raises(RuntimeError, match="vmap"):
+        torch.func.vmap(run)(params, buffers, x)
+    base.check_finite = False
+    batched = torch.func.vmap(run)(params, buffers, x)
+    looped = torch.stack([stn(xi) for stn, xi in zip(copies, x, strict=True)])
+    torch.testing.assert_close(batched, looped)
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="in_channels must be positive"):
         SpatialTransformer(0, 12)
