@@ -258,16 +258,21 @@ def test_parameter_table_lists_every_model():
 
 
 def _literal_residual(block, x):
-    """The residual block's formula written out with functional ops (eval-mode BatchNorm)."""
+    """The residual block's formula written out with functional ops (eval-mode BatchNorm):
+    ReLU(BN(conv(ReLU(BN(pool(conv x))))) + BN(conv1x1(pool x)))."""
 
     def bn(mod, z):
         return F.batch_norm(z, mod.running_mean, mod.running_var, mod.weight, mod.bias, False)
 
-    conv1, bn1, _, conv2, bn2 = block.body
-    h = F.relu(bn(bn1, F.conv2d(x, conv1.weight, None, conv1.stride, conv1.padding)))
-    h = bn(bn2, F.conv2d(h, conv2.weight, None, 1, conv2.padding))
-    skip = x if isinstance(block.skip, torch.nn.Identity) else bn(block.skip[1], block.skip[0](x))
-    return F.max_pool2d(F.relu(h + skip), 2)
+    conv1, _, bn1, _ = block.first
+    conv2, bn2 = block.second
+    h = F.relu(bn(bn1, F.max_pool2d(F.conv2d(x, conv1.weight, None, 1, 1), 2)))
+    h = bn(bn2, F.conv2d(h, conv2.weight, None, 1, 1))
+    pooled = F.max_pool2d(x, 2)
+    if len(block.skip) == 1:  # the width stays: the pooled input itself
+        return F.relu(h + pooled)
+    _, conv_skip, bn_skip = block.skip
+    return F.relu(h + bn(bn_skip, F.conv2d(pooled, conv_skip.weight)))
 
 
 def test_residual_size_blocks_are_resnet_basic_blocks():
@@ -287,7 +292,7 @@ def test_residual_size_blocks_are_resnet_basic_blocks():
 
 def test_residual_skip_carries_the_input_when_the_body_is_silenced():
     block = models.create("cnn", size="residual").classifier.blocks[0].eval()
-    torch.nn.init.zeros_(block.body[-1].weight)  # the body's last BatchNorm scale
-    torch.nn.init.zeros_(block.body[-1].bias)
+    torch.nn.init.zeros_(block.second[-1].weight)  # the body's last BatchNorm scale
+    torch.nn.init.zeros_(block.second[-1].bias)
     x = torch.rand(2, 1, 40, 40)
-    torch.testing.assert_close(block(x), F.max_pool2d(F.relu(block.skip(x)), 2))
+    torch.testing.assert_close(block(x), F.relu(block.skip(x)))

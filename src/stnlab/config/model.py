@@ -64,8 +64,9 @@ SIZES: dict[str, Widths] = {
     "default": Widths(),
     "large": Widths(conv=(32, 64, 128), hidden=256, loc_conv=(32, 64), loc_hidden=128),
     # The richer ConvNet of the study's future work: large's widths and localization nets,
-    # each block a ResNet basic block (6 convs, not 3). The skips keep a deeper classifier
-    # training as fast as a shallow one, so only the classifier's capacity changes.
+    # each block a ResNet basic block (6 convs, not 3) pooling after its first conv. The
+    # skips keep a deeper classifier training as fast as a shallow one, so only the
+    # classifier's capacity changes.
     "residual": Widths(
         conv=(32, 64, 128), residual=True, hidden=256, loc_conv=(32, 64), loc_hidden=128
     ),
