@@ -78,7 +78,8 @@ def _conv_block(
 class _Residual(nn.Module):
     """A ResNet basic block that pools where the plain blocks do, after its first conv:
     ReLU(BN(conv(block x)) + skip(pool x)), ``block`` a plain :func:`_conv_block`
-    (conv → pool → BN → ReLU) and the skip a 1×1 conv (and BN) where the width changes.
+    (conv → pool → BN → ReLU) and the skip a 1×1 conv (and BN) where the width or stride
+    changes.
 
     The second conv runs on the pooled maps: 2.3–2.6× the training speed of pooling after
     the whole block (docs/results.md, "How the defaults were chosen").
