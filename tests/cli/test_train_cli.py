@@ -104,6 +104,9 @@ def test_train_then_evaluate(capsys, fails_with, tmp_path, data_file):
     assert cli.main(["evaluate", str(out), "--data", str(data_file), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["accuracy"] == summary.test_accuracy and figures["n"] == 100
+    argv = ["evaluate", str(out), "--data", str(data_file), "--json", "--batch-size", "7"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == summary.test_accuracy
     assert cli.main(["evaluate", str(out), "--data", str(data_file), "--split", "valid"]) == 0
     text = capsys.readouterr().out
     assert f"accuracy {summary.valid_accuracy:.2%}" in text and "per class" in text
@@ -120,6 +123,9 @@ def test_evaluate_errors(fails_with, tmp_path, data_file):
     other = tmp_path / "60.npz"
     save(make_dataset("60x60", sizes=(4, 4, 4)), other)
     fails_with(["evaluate", str(out), "--data", str(other)], "the model takes (1, 40, 40)")
+    zero = ["--batch-size", "0"]
+    fails_with(["evaluate", str(out), "--data", str(data_file), *zero], "got 0")
+    fails_with(["inspect", str(out), "--data", str(data_file), *zero], "got 0")
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:

@@ -10,14 +10,14 @@ import torch
 from conftest import records_without_times, weights_equal
 
 from stnlab import models
-from stnlab.config import ModelConfig, RunConfig, TrainConfig
+from stnlab.config import EVAL_BATCH, ModelConfig, RunConfig, TrainConfig
 from stnlab.config.errors import ConfigError, RunFolderError, TrainingDivergedError
 from stnlab.runs.atomic import atomic_write
 from stnlab.runs.records import EvalRecord, Record, ThetaRecord, TrainRecord
 from stnlab.runs.run_folder import Checkpoint, RunDir
 from stnlab.train import MixedPrecision, train
 from stnlab.train import loop as training
-from stnlab.train.evaluation import Evaluation, evaluate
+from stnlab.train.evaluation import Evaluation, eval_batch, evaluate
 
 FAST = {"size": "tf-example"}  # the quickest preset on CPU
 
@@ -176,6 +176,25 @@ def test_evaluate_rejects_mismatched_inputs(tiny_data):
     model = models.create("cnn", **FAST)
     with pytest.raises(ValueError, match="samples"):
         evaluate(model, tiny_data.x_test, tiny_data.y_test[:-1])
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
+        evaluate(model, tiny_data.x_test, tiny_data.y_test, batch_size=0)
+
+
+def test_evaluate_gives_the_same_figures_at_any_batch_size(tiny_data):
+    """The default batch depends on the device; what it measures must not."""
+    torch.manual_seed(0)
+    model = models.create("stn", **FAST).to(memory_format=torch.channels_last)
+    x, y = tiny_data.x_test, tiny_data.y_test
+    default, small = evaluate(model, x, y), evaluate(model, x, y, batch_size=7)
+    np.testing.assert_array_equal(default.predictions, small.predictions)
+    np.testing.assert_allclose(default.probabilities, small.probabilities, atol=1e-5)
+    assert default.loss == pytest.approx(small.loss, rel=1e-5)
+
+
+def test_eval_batch_follows_the_device_type():
+    assert eval_batch("cpu") == EVAL_BATCH["cpu"]
+    assert eval_batch(torch.device("cuda", 1)) == EVAL_BATCH["cuda"]
+    assert eval_batch("mps") == EVAL_BATCH["cuda"]  # another accelerator: as CUDA
 
 
 # ----------------------------------------------------------------------------- a run

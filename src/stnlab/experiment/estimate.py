@@ -19,7 +19,7 @@ import heapq
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,7 +66,8 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     :func:`stnlab.train.loop.train` itself, on random images of ``shape``.
 
     Three epochs of ``steps`` steps: the first warms up, the faster of the other two counts
-    (the less disturbed by other work on a shared machine). The steps run in the precision
+    (the less disturbed by other work on a shared machine); evaluation likewise, the faster
+    of two passes (the first allocates for its batch shape). The steps run in the precision
     that the run itself would train in here (``train.amp``, resolved by :func:`train`).
     """
     b, g = run.train.batch_size, torch.Generator().manual_seed(0)
@@ -86,13 +87,18 @@ def probe(run: RunConfig, shape: tuple[int, int], steps: int = PROBE_STEPS) -> S
     try:
         timed = [lambda r: isinstance(r, TrainRecord) and seconds.append(r.seconds)]
         res = train(short, data, progress=False, on_record=timed, log=said.append)
-        t0 = time.perf_counter()
-        evaluate(res.model, x, y)
-        evaluating = time.perf_counter() - t0
+        evaluating = min(_timed(lambda: evaluate(res.model, x, y)) for _ in range(2))
     finally:
         torch.set_num_threads(threads)  # train() set the run's
     precision = said[0].removeprefix("precision: ") if said else ""
     return Speed(len(x) / min(seconds[1:]), len(x) / evaluating, precision)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    """Seconds ``fn()`` takes."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def makespan(seconds: Sequence[float], slots: int) -> float:

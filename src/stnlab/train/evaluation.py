@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from stnlab.config import EVAL_BATCH
 
-__all__ = ["Evaluation", "confusion_matrix", "evaluate", "per_class_accuracy"]
+__all__ = ["Evaluation", "confusion_matrix", "eval_batch", "evaluate", "per_class_accuracy"]
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, k: int) -> np.ndarray:
@@ -82,8 +82,14 @@ class Evaluation:
         return cls(accuracy=float(state["accuracy"]), loss=float(state["loss"]), **arrays)
 
 
+def eval_batch(device: torch.device | str) -> int:
+    """Images per forward pass when evaluating on ``device``: :data:`EVAL_BATCH` of its type
+    (an accelerator other than CUDA as CUDA)."""
+    return EVAL_BATCH.get(torch.device(device).type, EVAL_BATCH["cuda"])
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = EVAL_BATCH) -> Evaluation:
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int | None = None) -> Evaluation:
     """Classify ``x`` in batches and compare with ``y``.
 
     Batches move to the device of ``model``'s parameters; ``x`` and ``y`` may stay where
@@ -93,7 +99,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = EVAL_BATC
         model: maps (B, C, H, W) images to (B, K) logits.
         x: (N, C, H, W) float images.
         y: (N,) int64 labels.
-        batch_size: samples per forward pass.
+        batch_size: samples per forward pass (default: :func:`eval_batch` of the model's
+            device).
 
     Example:
         >>> from stnlab import models
@@ -106,7 +113,10 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = EVAL_BATC
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     if len(x) == 0:
         raise ValueError("cannot evaluate on an empty set")
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     device = next(model.parameters()).device
+    batch_size = eval_batch(device) if batch_size is None else batch_size
     was_training = model.training
     model.eval()
     try:

@@ -17,9 +17,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `stnlab train`")
     p.add_argument("--data", required=True, metavar="PATH.npz", help="data file to evaluate on")
     p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--batch-size", type=int, default=EVAL_BATCH, help="images per forward pass")
+    add_batch_size(p)
     add_options(p, TrainConfig, only=["device"])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    """``--batch-size``, shared with ``stnlab inspect``; its default is the device's."""
+    default = ", ".join(f"{n} on {kind}" for kind, n in EVAL_BATCH.items())
+    p.add_argument("--batch-size", type=int, help=f"images per forward pass (default: {default})")
+
+
+def batch_size(args: argparse.Namespace, device) -> int:
+    """``--batch-size``, checked, or :data:`EVAL_BATCH` for ``device``."""
+    from stnlab.train.evaluation import eval_batch
+
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
+    return eval_batch(device) if args.batch_size is None else args.batch_size
 
 
 def load_split(path: str, split: str, model) -> tuple:
@@ -42,12 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from stnlab import models
     from stnlab.train.loop import evaluate, resolve_device
 
-    if args.batch_size <= 0:
-        raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
     device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
+    size = batch_size(args, device)
     model = models.load(args.run_dir).to(device)
     x, y = load_split(args.data, args.split, model)
-    ev = evaluate(model, x, y, batch_size=args.batch_size)
+    ev = evaluate(model, x, y, batch_size=size)
     if args.json:
         print(json.dumps({"split": args.split, "n": len(y), **ev.to_dict()}))
         return 0

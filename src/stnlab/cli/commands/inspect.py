@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from stnlab.cli.commands.evaluate import add_batch_size, batch_size
 from stnlab.cli.flags import add_options, given
-from stnlab.config import EVAL_BATCH, REPORT_SAMPLES, SPLITS, TrainConfig
+from stnlab.config import REPORT_SAMPLES, SPLITS, TrainConfig
 from stnlab.config.errors import CommandError
 
 HELP = "print what each spatial transformer of a trained run does (θ statistics on a data file)"
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN", help="a directory written by `stnlab train`")
     p.add_argument("--data", required=True, metavar="PATH.npz", help="data file to measure on")
     p.add_argument("--split", default="test", choices=SPLITS, help="which images (default: test)")
-    p.add_argument("--batch-size", type=int, default=EVAL_BATCH, help="images per forward pass")
+    add_batch_size(p)
     add_options(p, TrainConfig, only=["device"])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument(
@@ -70,19 +71,18 @@ def run(args: argparse.Namespace) -> int:
     from stnlab.train.loop import resolve_device
     from stnlab.train.monitor import collapse
 
-    if args.batch_size <= 0:
-        raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
     if args.samples <= 0:
         raise CommandError(f"--samples must be positive, got {args.samples}")
+    device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
+    size = batch_size(args, device)
     model = models.load(args.run_dir)
     design = model.config.name
     if not find_transformers(model):
         raise CommandError(f"model {design!r} has no spatial transformer to inspect")
     x, y = load_split(args.data, args.split, model)  # checked against the model's input
     shown = _show(model, x, y, args) if args.show else None
-    device = resolve_device(TrainConfig(**given(args, TrainConfig)).device)
     model = model.to(device)
-    measured = measure_model(model, x.to(device), batch_size=args.batch_size)
+    measured = measure_model(model, x.to(device), batch_size=size)
     summaries = {name: summarize(figures) for name, figures in measured.items()}
     if args.json:
         picture = {} if shown is None else {"picture": str(shown)}
