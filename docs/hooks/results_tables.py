@@ -1,8 +1,9 @@
 """MkDocs hook: the results pages' tables and figures, built from the committed result files.
 
 Each experiment the docs report keeps its small files in ``docs/results/NAME/``
-(``experiment.toml``, ``results.csv``, ``summary.md`` and, with a grid, ``grid.csv``), and
-a page asks for what it shows with a marker, so every number lives in those files alone:
+(``experiment.toml``, ``results.csv``, ``summary.md`` and, with a grid, ``grid.csv``; the
+report's pictures of trained models, which no result file can redraw, as PNGs), and a page
+asks for what it shows with a marker, so every number lives in those files alone:
 
     <!-- results:table NAME -->          test accuracy per budget and design (per cell)
     <!-- results:figure NAME -->         accuracy against epochs and training time
@@ -10,6 +11,7 @@ a page asks for what it shows with a marker, so every number lives in those file
     <!-- results:paper NAME -->          ours beside the STN paper's: figure and table
     <!-- results:ranking NAME -->        summary.md's sentence on the ranking
     <!-- results:section NAME TITLE -->  summary.md's section "## TITLE", as it is
+    <!-- results:image NAME FILE.png -->  a picture kept with the result files
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from stnlab.runs import ExperimentDir
 from stnlab.runs.experiment_folder import axes_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-MARK = re.compile(r"<!-- results:(table|figure|grid|paper|ranking|section) (\S+)(?: (.+?))? -->")
+MARK = re.compile(
+    r"<!-- results:(table|figure|grid|paper|ranking|section|image) (\S+)(?: (.+?))? -->"
+)
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -36,6 +40,8 @@ def _render(kind: str, name: str, title: str | None) -> str:
     folder = ExperimentDir(RESULTS / name)
     if not folder.file("results.csv").is_file():
         raise ValueError(f"docs/results/{name}/results.csv is missing (marker results:{kind})")
+    if kind == "image":
+        return _png(RESULTS / name / (title or ""), f"{name}: {title}")
     rows = folder.results()
     if kind == "table":
         return _tables(rows)
@@ -98,5 +104,15 @@ def _section(summary: str, title: str, name: str) -> str:
 def _image(fig, alt: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+    return _inline(buf.getvalue(), alt)
+
+
+def _png(path: Path, alt: str) -> str:
+    """A committed picture, inlined (docs/results/ itself is not part of the site)."""
+    if path.suffix != ".png" or not path.is_file():
+        raise ValueError(f"docs/results/{path.parent.name}/{path.name} is not a PNG file")
+    return _inline(path.read_bytes(), alt)
+
+
+def _inline(png: bytes, alt: str) -> str:
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
