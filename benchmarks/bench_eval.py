@@ -2,7 +2,7 @@
 
 Evaluates 4,000 random 40×40 images with each design × size, the model in channels-last
 order as training leaves it, at each ``--batches`` size, and prints the best of a few
-passes. The default batch, ``stnlab.config.EVAL_BATCH`` for the device, is marked ``*``.
+passes. The default batch for the device (``stnlab.config.EVAL_BATCH``) is marked ``*``.
 On a CPU, a batch whose activations stay in cache beats a big one; a GPU wants big ones.
 
     python benchmarks/bench_eval.py                                 # 1 thread, wall clock
@@ -22,8 +22,7 @@ import time
 import torch
 
 from stnlab import models
-from stnlab.config import EVAL_BATCH
-from stnlab.train.evaluation import evaluate
+from stnlab.train.evaluation import eval_batch, evaluate
 
 IMAGES = 4000
 
@@ -55,7 +54,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    default = EVAL_BATCH[device.type]
+    default = eval_batch(device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__} on {where}, {torch.get_num_threads()} threads, "

@@ -67,7 +67,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # Other defaults the command line shows before it imports torch.
 INVERT: tuple[str, ...] = ("auto", "yes", "no")  # predict: flip dark-on-light images
 # Images per forward pass when evaluating, by device type: on a CPU a batch whose activations
-# stay in cache runs 1.2-2.2x faster than 1000 (benchmarks/bench_eval.py, docs/benchmarks.md);
+# stay in cache runs 1.3-2.2x faster than 1000 (benchmarks/bench_eval.py, docs/benchmarks.md);
 # a GPU wants big ones.
 EVAL_BATCH: dict[str, int] = {"cpu": 200, "cuda": 1000}
 ONNX_OPSET, MIN_OPSET = 17, 16  # ONNX export; opset 16 is the first with GridSample
