@@ -1,10 +1,11 @@
 """Tests of stnlab.experiment.estimate: ``stnlab experiment --plan`` (runs, training images, a
-measured
-speed per design, an estimated wall time) and the schedule arithmetic behind it."""
+measured speed per design, an estimated wall time, a note when the machine was busy) and the
+schedule arithmetic behind it."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
 
@@ -14,7 +15,7 @@ from stnlab import experiment
 from stnlab.cli import main
 from stnlab.config import presets as ex
 from stnlab.experiment import runner
-from stnlab.experiment.estimate import Speed, describe_cost, makespan, probe
+from stnlab.experiment.estimate import Speed, busy_note, describe_cost, makespan, probe
 
 
 def _optimum(seconds: list[float], slots: int) -> float:
@@ -105,3 +106,24 @@ def test_plan_of_a_published_set_downloads_nothing(tmp_path):
     assert "to be downloaded into" in text and str(cache) in text
     assert "total: 10,000 training images" in text  # taken from data.sizes
     assert not cache.exists()
+
+
+@pytest.mark.parametrize(
+    ("load", "cpus", "busy"),
+    [(None, 2, False), (0.0, 2, False), (1.0, 2, False), (1.1, 2, True), (7.5, 16, False)],
+)
+def test_busy_note_warns_above_half_the_cpus(load, cpus, busy):
+    note = busy_note(load, cpus)
+    assert (note is not None) == busy
+    if busy:
+        assert f"load average {load:.1f} on {cpus} CPUs" in note
+
+
+@pytest.mark.parametrize(("load", "noted"), [(0.1, False), (64.0, True)])
+def test_plan_says_when_the_machine_was_busy(capsys, tmp_path, monkeypatch, load, noted):
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    argv = ["experiment", "--preset", "smoke", "--plan", "--out", str(tmp_path / "x")]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("note: this machine was busy") == noted
+    assert ("estimated wall time" in last) != noted

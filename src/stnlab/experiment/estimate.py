@@ -32,7 +32,7 @@ from stnlab.data import describe, get_variant, load, published_path
 from stnlab.experiment import planning
 from stnlab.experiment.cluster import CONNECT_CHECK_SECONDS, cluster_threads, open_client
 from stnlab.experiment.cluster.jobs import distributed
-from stnlab.experiment.placement import place
+from stnlab.experiment.placement import cpu_count, place
 from stnlab.experiment.runner import survey
 from stnlab.runs import ExperimentDir, TrainRecord
 from stnlab.train import evaluate, resolve_device, train
@@ -41,6 +41,7 @@ __all__ = [
     "PROBE_STEPS",
     "Cost",
     "Speed",
+    "busy_note",
     "describe_cost",
     "duration",
     "estimate",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, after a warm-up)
+BUSY_LOAD = 0.5  # a 1-minute load average per CPU above which the probe shares the CPUs
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
     for c, cc in cells.items():
         cc.check_train_size(data[c][1][0])
     slots, where, threads, device = _slots(config, len(done))
+    busy = busy_note(_load(), cpu_count()) if device == "cpu" else None
     speeds: dict[str, Speed] = {}  # by the model as built and the image size
     names: dict[str, str] = {}  # how the speed lines name each
     w = max(15, *(len(j.name) for j in jobs))  # the run column
@@ -238,4 +241,25 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
         ]
     seconds = makespan(times, slots)
     lines.append(f"estimated wall time: {duration(seconds)}, {where}")
+    if busy and speeds:  # nothing was probed when the folder is finished
+        lines.append(busy)
     return Cost(lines, seconds)
+
+
+def busy_note(load: float | None, cpus: int) -> str | None:
+    """A warning when other work held the CPUs as the probe ran (its speeds are then low and
+    the estimate high, by about the load's share of the CPUs), else None."""
+    if load is None or load <= BUSY_LOAD * cpus:
+        return None
+    return (
+        f"note: this machine was busy (1-minute load average {load:.1f} on {cpus} CPUs), "
+        "so the speeds above are low and the estimate high; plan on an idle machine"
+    )
+
+
+def _load() -> float | None:
+    """The 1-minute load average, None where the system has none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
