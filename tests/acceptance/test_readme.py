@@ -83,3 +83,24 @@ def test_docs_experiment_files_are_valid_configs():
     assert blocks
     for page, block in blocks:
         from_dict(tomllib.loads(block), name=page.stem)  # a bad key or value raises ConfigError
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (DOCS / "results").iterdir()))
+def test_committed_results_are_those_of_their_experiment_file(folder):
+    """Each docs/results/NAME/ is a valid experiment file and, once measured, the result rows
+    of exactly its runs: a file edited after its run can't quietly disagree with its numbers."""
+    from stnlab.config.presets import load_config
+    from stnlab.experiment import plan
+    from stnlab.runs import ExperimentDir
+
+    path = DOCS / "results" / folder
+    config = load_config(path / "experiment.toml")
+    if not (path / "results.csv").is_file():
+        pytest.skip(f"{folder} is not measured yet")
+    rows = ExperimentDir(path).results()
+    assert {r["run"] for r in rows} == {job.name for job in plan(config)}
+    measured = {(r["model"], r["epochs"], r["seed"]) for r in rows}
+    assert measured == {
+        (m, b, s) for m in config.models for b in config.budgets for s in config.seeds
+    }
+    assert list(rows[0])[: len(config.grid)] == list(config.grid)
