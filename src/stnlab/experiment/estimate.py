@@ -247,8 +247,8 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
 
 
 def busy_note(load: float | None, cpus: int) -> str | None:
-    """A warning when other work held the CPUs as the probe ran (its speeds are then low and
-    the estimate high, by about the load's share of the CPUs), else None."""
+    """A warning when other work holds the CPUs the probe runs on (its speeds are then low
+    and the estimate high), else None."""
     if load is None or load <= BUSY_LOAD * cpus:
         return None
     return (
