@@ -165,6 +165,8 @@ def test_summary_compares_the_designs_across_and_within_cells(grid):
         assert f"| {size} | {sizes} |" in text
         assert f"## model.size = {size}, data.sizes = {sizes}" in text
     assert text.count("### Are the differences real?") == len(CELLS)
+    data = next(line for line in text.splitlines() if line.startswith("Data"))
+    assert data.startswith("Data, by cell: ") and "200/100/100" in data and "300/100/100" in data
 
 
 def test_report_draws_the_grid_and_shows_one_cell(grid):

@@ -268,7 +268,7 @@ def _write_outcome(
 ) -> None:
     """results.csv and summary.md (which names the runs that failed)."""
     folder.write_results(rows)
-    notes = [f"Data: {describe(config.data)}.", path_taken(config) + "."]
+    notes = [_data_note(config), path_taken(config) + "."]
     notes += [f"Run {f.name} failed: {f.message}." for f in failed]
     title = f"Experiment `{config.name}`: test accuracy"
     grid = results.grid_estimates(folder, rows) if rows else None
@@ -283,6 +283,13 @@ def _write_outcome(
     if beside:
         text += "\n" + paper.paper_markdown(beside, _scale(config, grid.budget))
     folder.write_summary(text)
+
+
+def _data_note(config: ExperimentConfig) -> str:
+    """summary.md's line on the data: each distinct data set, when an axis changes it."""
+    cells = dict.fromkeys(job.cell for job in plan(config))
+    datas = list(dict.fromkeys(describe(cell_config(config, c).data) for c in cells))
+    return f"Data: {datas[0]}." if len(datas) == 1 else f"Data, by cell: {'; '.join(datas)}."
 
 
 def _scale(config: ExperimentConfig, budget: int) -> str:
