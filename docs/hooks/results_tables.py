@@ -8,6 +8,7 @@ asks for what it shows with a marker, so every number lives in those files alone
     <!-- results:table NAME -->          test accuracy per budget and design (per cell)
     <!-- results:figure NAME -->         accuracy against epochs and training time
     <!-- results:grid NAME -->           the designs across the grid: figure and table
+                                         (NAME+NAME2: one grid split into several files)
     <!-- results:paper NAME -->          ours beside the STN paper's: figure and table
     <!-- results:ranking NAME -->        summary.md's sentence on the ranking
     <!-- results:section NAME TITLE -->  summary.md's section "## TITLE", as it is
@@ -37,6 +38,11 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
 
 
 def _render(kind: str, name: str, title: str | None) -> str:
+    if kind == "grid":
+        grid = results.grid_from_rows(grid_rows(name))
+        header, body = results.grid_table(grid)
+        image = _image(grid_figures.grid_figure(grid), f"{name}: the designs across the grid")
+        return image + "\n\n" + _markdown_table(header, body)
     folder = ExperimentDir(RESULTS / name)
     if not folder.file("results.csv").is_file():
         raise ValueError(f"docs/results/{name}/results.csv is missing (marker results:{kind})")
@@ -48,11 +54,6 @@ def _render(kind: str, name: str, title: str | None) -> str:
     if kind == "figure":
         fig = figures.comparison(*results.accuracy_series(rows))
         return _image(fig, f"{name}: test accuracy against epochs and training time")
-    if kind == "grid":
-        grid = results.grid_from_rows(folder.grid_rows())
-        header, body = results.grid_table(grid)
-        image = _image(grid_figures.grid_figure(grid), f"{name}: the designs across the grid")
-        return image + "\n\n" + _markdown_table(header, body)
     if kind == "paper":
         config = load_config(folder.file("experiment.toml")).to_dict()
         beside = paper.beside_paper(results.grid_from_rows(folder.grid_rows()), config)
@@ -63,6 +64,20 @@ def _render(kind: str, name: str, title: str | None) -> str:
     if kind == "ranking":
         return next(line for line in summary.splitlines() if line.startswith("After "))
     return _section(summary, title or "", name)
+
+
+def grid_rows(names: str, root: Path = RESULTS) -> list[dict]:
+    """grid.csv's rows of one experiment, or of several joined by "+": one grid split into
+    files that each fit a working session, which must share their axes and last budget."""
+    parts = []
+    for name in names.split("+"):
+        folder = ExperimentDir(root / name)
+        if not folder.file("grid.csv").is_file():
+            raise ValueError(f"docs/results/{name}/grid.csv is missing (marker results:grid)")
+        parts.append(folder.grid_rows())
+    if len({(tuple(axes_of(rows)), rows[0]["epochs"]) for rows in parts}) > 1:
+        raise ValueError(f"results:grid {names}: the parts differ in their axes or last budget")
+    return [row for rows in parts for row in rows]
 
 
 def _tables(rows: list[dict]) -> str:
