@@ -127,3 +127,31 @@ def test_plan_says_when_the_machine_was_busy(capsys, tmp_path, monkeypatch, load
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("note: this machine was busy") == noted
     assert ("estimated wall time" in last) != noted
+
+
+@pytest.mark.parametrize(
+    ("devices", "ratio"),
+    [
+        (("cuda:0",) * 3, 3.0),  # 6 equal runs: 2 rounds of 3 at once, or 6 one at a time
+        (("cuda:0", "cuda:1") * 2, 1.5),  # 2 rounds of 4, or 3 on each GPU one at a time
+        (("cpu", "cpu"), None),  # processes on a CPU share no GPU: one figure
+    ],
+)
+def test_plan_of_runs_sharing_a_gpu_gives_a_range(monkeypatch, tmp_path, devices, ratio):
+    # The probe is replaced (no GPU here), so that every run takes the same time: the
+    # schedule of the slots, not the probe, is what is tested.
+    from stnlab.experiment import estimate as est
+    from stnlab.experiment.placement import Placement
+
+    monkeypatch.setattr(est, "place", lambda config, jobs: Placement(None, devices, 1))
+    monkeypatch.setattr(est, "probe", lambda run, shape: Speed(100.0, 1000.0, "float32"))
+    cost = est.estimate(ex.preset("smoke"), tmp_path / "x")
+    text = "\n".join(cost.lines)
+    if ratio is None:
+        assert cost.shared_gpu_seconds is None and est.SHARED_GPU_NOTE not in text
+        assert re.search(r"^estimated wall time: [^,]+ s, ", text, re.M)
+        return
+    assert cost.shared_gpu_seconds == pytest.approx(cost.seconds * ratio)
+    low, high = est.duration(cost.seconds), est.duration(cost.shared_gpu_seconds)
+    assert f"estimated wall time: {low} to {high}, " in text
+    assert est.SHARED_GPU_NOTE in text

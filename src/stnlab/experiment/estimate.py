@@ -51,6 +51,11 @@ __all__ = [
 
 PROBE_STEPS = 2  # training steps per timed epoch of the probe (it times two, after a warm-up)
 BUSY_LOAD = 0.5  # a 1-minute load average per CPU above which the probe shares the CPUs
+SHARED_GPU_NOTE = (
+    "note: runs that share a GPU slow each other down, by how much the probe cannot tell: "
+    "the first time assumes each keeps the speed it has alone, the second that sharing "
+    "gains nothing over one run at a time on each GPU"
+)
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,14 @@ def _data(
     return f"{describe(config.data)} ({path}, {made})", config.data.sizes, (canvas, canvas)
 
 
-def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, str]:
-    """(parallel slots, what they are, threads each, device to probe on)."""
+def _slots(config: ExperimentConfig, todo: int) -> tuple[int, int, str, int | None, str]:
+    """(parallel slots, how many of them share no GPU, what they are, threads each, device to
+    probe on)."""
     where = place(config, todo)  # a cluster without Dask is one line here
     if config.cluster is None:
-        return len(where.devices), where.describe(todo), where.threads, where.device
+        devices = where.devices
+        alone = len(set(devices)) if "cuda" in where.device else len(devices)
+        return len(devices), alone, where.describe(todo), where.threads, where.device
     distributed()  # no Dask: one line, before any probe
     kind, n = parse_address(config.cluster)
     if kind != "local":
@@ -166,7 +174,7 @@ def _slots(config: ExperimentConfig, todo: int) -> tuple[int, str, int | None, s
             n = cluster_threads(client)
     cuda = config.train.device != "cpu" and resolve_device("auto") == "cuda"
     what = f"the Dask cluster {config.cluster}: {n} worker threads"
-    return n, what, config.train.threads or 1, "cuda" if cuda else "cpu"
+    return n, n, what, config.train.threads or 1, "cuda" if cuda else "cpu"
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ class Cost:
 
     lines: list[str]
     seconds: float
+    shared_gpu_seconds: float | None = None  # if runs that share a GPU gained nothing by it
 
 
 def describe_cost(config: ExperimentConfig, out: str | os.PathLike) -> str:
@@ -192,7 +201,7 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
     data = {c: _data(cc, out, config.data) for c, cc in cells.items()}
     for c, cc in cells.items():
         cc.check_train_size(data[c][1][0])
-    slots, where, threads, device = _slots(config, len(done))
+    slots, alone, where, threads, device = _slots(config, len(done))
     busy = busy_note(_load(), cpu_count()) if device == "cpu" else None
     speeds: dict[str, Speed] = {}  # by the model as built and the image size
     names: dict[str, str] = {}  # how the speed lines name each
@@ -239,11 +248,15 @@ def estimate(config: ExperimentConfig, out: str | os.PathLike) -> Cost:
         lines += [
             f"  {names[k]:<{width}}{s.train:>10,.0f} | {s.evaluate:,.0f}" for k, s in speeds.items()
         ]
-    seconds = makespan(times, slots)
-    lines.append(f"estimated wall time: {duration(seconds)}, {where}")
+    seconds, serial = makespan(times, slots), makespan(times, alone)
+    if serial > seconds:  # runs share a GPU: between perfect overlap and none
+        lines.append(f"estimated wall time: {duration(seconds)} to {duration(serial)}, {where}")
+        lines.append(SHARED_GPU_NOTE)
+    else:
+        lines.append(f"estimated wall time: {duration(seconds)}, {where}")
     if busy and speeds:  # nothing was probed when the folder is finished
         lines.append(busy)
-    return Cost(lines, seconds)
+    return Cost(lines, seconds, serial if serial > seconds else None)
 
 
 def busy_note(load: float | None, cpus: int) -> str | None:
