@@ -21,7 +21,7 @@ from stnlab.config import presets as ex
 from stnlab.config.experiment import label_of
 from stnlab.data import load
 from stnlab.experiment import runner
-from stnlab.experiment.planning import axis_names
+from stnlab.experiment.planning import axis_names, path_taken
 from stnlab.report import results
 from stnlab.report.html import write_report
 from stnlab.runs.experiment_folder import RESULT_COLUMNS, ExperimentDir
@@ -127,6 +127,14 @@ def test_plan_prints_every_cell_and_its_data(grid, capsys):
     probed = [line for line in text.splitlines() if line.startswith("  ") and " | " in line]
     assert len(probed) == 4 and "stn (model.size = tf-example, data.sizes = 200-100-100)" in text
     assert not out.exists()
+
+
+def test_the_plans_setting_names_a_swept_field_by_its_axis_not_its_base_value():
+    swept = path_taken(ex.preset("smoke", grid={"model.size": ["large"]}))
+    assert "in every cell of the grid (model.size = large)" in swept
+    assert "-size models" not in swept
+    fixed = path_taken(ex.preset("smoke", grid={"train.lr": [1e-3, 1e-2]}))
+    assert "small-size models" in fixed and "lr 0.002" not in fixed
 
 
 # ----------------------------------------------------------------------------- the results

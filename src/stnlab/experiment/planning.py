@@ -151,13 +151,21 @@ def check_models(config: ExperimentConfig) -> None:
 def path_taken(config: ExperimentConfig) -> str:
     """Which path the experiment takes (budget reuse or separate runs), and why."""
     t = config.train
+    swept = config.grid.keys()
     optimizer = "Adam" if t.optimizer == "adam" else "SGD"
-    setting = f"batch {t.batch_size}, {optimizer} lr {t.lr:g}, {config.model.size}-size models"
+    parts = {  # a field the grid sweeps is named with the grid's values, not its base value
+        "train.batch_size": f"batch {t.batch_size}",
+        "train.optimizer": optimizer,
+        "train.lr": f"lr {t.lr:g}",
+        "model.size": f"{config.model.size}-size models",
+    }
+    texts = [text for field, text in parts.items() if field not in swept]
     if config.iterations is not None:
-        setting += f", {config.iterations} steps an epoch"
+        texts.append(f"{config.iterations} steps an epoch")
+    setting = ", ".join(texts).replace(f"{optimizer}, lr", f"{optimizer} lr")
     if config.grid:
         axes = "; ".join(f"{a} = {', '.join(map(label_of, v))}" for a, v in config.grid.items())
-        setting += f"; in every cell of the grid ({axes})"
+        setting += f"{'; ' if setting else ''}in every cell of the grid ({axes})"
     if reuses_budgets(config):
         return (
             f"Budget reuse: one {max(config.budgets)}-epoch run per (model, seed), evaluated "
