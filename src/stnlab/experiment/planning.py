@@ -150,19 +150,18 @@ def check_models(config: ExperimentConfig) -> None:
 
 def path_taken(config: ExperimentConfig) -> str:
     """Which path the experiment takes (budget reuse or separate runs), and why."""
-    t = config.train
-    swept = config.grid.keys()
-    optimizer = "Adam" if t.optimizer == "adam" else "SGD"
-    parts = {  # a field the grid sweeps is named with the grid's values, not its base value
-        "train.batch_size": f"batch {t.batch_size}",
-        "train.optimizer": optimizer,
-        "train.lr": f"lr {t.lr:g}",
-        "model.size": f"{config.model.size}-size models",
-    }
-    texts = [text for field, text in parts.items() if field not in swept]
+    t, swept = config.train, config.grid.keys()
+    # a field the grid sweeps is named below with the grid's values, not its base value here
+    optimizer = "" if "train.optimizer" in swept else ("Adam" if t.optimizer == "adam" else "SGD")
+    lr = "" if "train.lr" in swept else f"lr {t.lr:g}"
+    texts = [
+        "" if "train.batch_size" in swept else f"batch {t.batch_size}",
+        f"{optimizer} {lr}".strip(),
+        "" if "model.size" in swept else f"{config.model.size}-size models",
+    ]
     if config.iterations is not None:
         texts.append(f"{config.iterations} steps an epoch")
-    setting = ", ".join(texts).replace(f"{optimizer}, lr", f"{optimizer} lr")
+    setting = ", ".join(text for text in texts if text)
     if config.grid:
         axes = "; ".join(f"{a} = {', '.join(map(label_of, v))}" for a, v in config.grid.items())
         setting += f"{'; ' if setting else ''}in every cell of the grid ({axes})"
